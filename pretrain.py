@@ -1,0 +1,397 @@
+"""Train a Hierarchical Reasoning Model.
+
+    python pretrain.py data_path=data/sudoku-extreme-1k-aug-1000 epochs=20000 eval_interval=2000 lr=7e-5
+    torchrun --nproc-per-node 8 pretrain.py data_path=...
+
+Config: config/cfg_pretrain.yaml (+ config/arch/*.yaml), validated by utils/config.py. `main` below is the
+table of contents; each helper does one step.
+"""
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import coolname
+import hydra
+import pydantic
+import torch
+import torch.distributed as dist
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from dataset.common import PuzzleDatasetMetadata
+from dataset.puzzle_dataset import DatasetNotFoundError, PuzzleDataset, PuzzleDatasetConfig
+from models.adam_atan2 import build_adam_atan2
+from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from utils.checkpoint import CheckpointError, atomic_torch_save, load_model_state_dict, load_weights
+from utils.config import ConfigError, PretrainConfig, format_validation_error, validate_config
+from utils.device import DeviceError, default_compile, default_forward_dtype, is_cuda, resolve_device
+from utils.functions import ClassNotFoundError, get_model_source_path, load_model_class
+from utils.run_logger import RunLogger
+from utils.schedule import cosine_schedule_with_warmup_lr
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; training stops before the bad update touches the weights."""
+
+
+# Errors caused by the user's input: reported as one line, without a traceback, exit code 2.
+USER_ERRORS = (ConfigError, DatasetNotFoundError, ClassNotFoundError, DeviceError, CheckpointError,
+               TrainingDivergedError)
+
+
+@dataclass
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+
+@dataclass
+class TrainState:
+    model: nn.Module        # loss head around the model; its state_dict has the published key names
+    forward: Callable       # `model`, or its torch.compile'd version
+    optimizers: List[torch.optim.Optimizer]
+    optimizer_lrs: List[float]
+    carry: Any              # ACT carry, persists across training batches
+    step: int
+    total_steps: int
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Set-up
+
+
+def init_distributed(device_name: str) -> DistInfo:
+    """Rank and world from torchrun's environment (single process otherwise); NCCL on CUDA, gloo elsewhere."""
+    rank = int(os.environ.get("RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1:
+        if is_cuda(device):
+            torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def load_config(hydra_config: DictConfig, info: DistInfo) -> PretrainConfig:
+    """Rank 0 validates the config and fills in the run's names; every rank gets rank 0's result."""
+    objects: List[Optional[PretrainConfig]] = [None]
+    if info.rank == 0:
+        config = validate_config(OmegaConf.to_container(hydra_config, resolve=True), info.world_size)
+        if config.project_name is None:
+            config.project_name = f"{os.path.basename(config.data_path.rstrip('/')).capitalize()} ACT-torch"
+        if config.run_name is None:
+            config.run_name = f"{config.arch.name.split('@')[-1]} {coolname.generate_slug(2)}"
+        if config.checkpoint_path is None:
+            config.checkpoint_path = os.path.join("checkpoints", config.project_name, config.run_name)
+        objects = [config]
+    if info.world_size > 1:
+        dist.broadcast_object_list(objects, src=0)
+    return objects[0]
+
+
+def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
+    return PuzzleDataset(PuzzleDatasetConfig(
+        seed=config.seed,
+        dataset_path=config.data_path,
+        global_batch_size=config.global_batch_size,
+        test_set_mode=split != "train",
+        epochs_per_iter=config.epochs_per_eval,
+        rank=info.rank,
+        num_replicas=info.world_size,
+    ), split=split)
+
+
+def _instantiate(cls, where: str, *args, **kwargs):
+    """Build a model or loss head from config keys, turning a bad key into a one-line ConfigError."""
+    try:
+        return cls(*args, **kwargs)
+    except pydantic.ValidationError as err:
+        raise ConfigError(f"{where}: {format_validation_error(err)}") from None
+    except TypeError as err:  # e.g. an unexpected keyword argument for the loss head
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo):
+    """Model wrapped in its loss head, on the device, identical on every rank; plus the (compiled) forward."""
+    model_cfg = dict(
+        forward_dtype=default_forward_dtype(info.device),  # the arch config may override it
+        **config.arch.extra,
+        batch_size=config.global_batch_size // info.world_size,
+        vocab_size=metadata.vocab_size,
+        seq_len=metadata.seq_len,
+        num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+        seed=config.seed + info.rank,  # ACT exploration differs per rank, reproducibly
+    )
+    model_cls = load_model_class(config.arch.name)
+    loss_head_cls = load_model_class(config.arch.loss.name)
+
+    torch.manual_seed(config.seed)  # initial weights depend on the seed only (and are broadcast anyway)
+    with torch.device(info.device):  # build in place: no CPU copy of a large puzzle-embedding table
+        model = _instantiate(model_cls, "arch", model_cfg)
+        model = _instantiate(loss_head_cls, "arch.loss", model, **config.arch.loss.extra)
+
+    if config.load_checkpoint is not None:
+        load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint)
+
+    if info.world_size > 1:
+        with torch.no_grad():
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(tensor, src=0)
+
+    use_compile = config.compile if config.compile is not None else default_compile(info.device)
+    forward = torch.compile(model, dynamic=False) if use_compile else model
+    return model, forward
+
+
+def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo):
+    """Sparse SignSGD for the puzzle embedding table (if any), AdamATan2 for every dense parameter."""
+    optimizers, lrs = [], []
+    inner = getattr(model.model, "inner", None)
+    if inner is not None and hasattr(inner, "puzzle_emb"):
+        optimizers.append(CastedSparseEmbeddingSignSGD_Distributed(
+            inner.puzzle_emb.buffers(), world_size=info.world_size, lr=0.0,  # lr set every step
+            weight_decay=config.puzzle_emb_weight_decay))
+        lrs.append(config.puzzle_emb_lr)
+    optimizers.append(build_adam_atan2(model.parameters(), lr=0.0, betas=(config.beta1, config.beta2),
+                                       weight_decay=config.weight_decay, on_cuda=is_cuda(info.device)))
+    lrs.append(config.lr)
+    return optimizers, lrs
+
+
+def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> TrainState:
+    total_steps = int(config.epochs * metadata.total_groups * metadata.mean_puzzle_examples
+                      / config.global_batch_size)
+    model, forward = create_model(config, metadata, info)
+    optimizers, lrs = create_optimizers(config, model, info)
+    return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
+                      total_steps=total_steps)
+
+
+def save_code_and_config(config: PretrainConfig) -> None:
+    """all_config.yaml and the model/loss sources beside the checkpoints, to know later what was trained."""
+    os.makedirs(config.checkpoint_path, exist_ok=True)
+    for identifier in (config.arch.name, config.arch.loss.name):
+        shutil.copy(get_model_source_path(identifier), config.checkpoint_path)
+    with open(os.path.join(config.checkpoint_path, "all_config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.model_dump(), f, sort_keys=False)
+
+
+def create_logger(config: PretrainConfig, info: DistInfo) -> Optional[RunLogger]:
+    if info.rank != 0:
+        return None
+    return RunLogger(config.checkpoint_path, project=config.project_name, run_name=config.run_name,
+                     config=config.model_dump(), use_wandb=config.logger == "wandb")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training and evaluation
+
+
+def _to_device(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _all_reduce_gradients(model: nn.Module, world_size: int) -> None:
+    """Average dense gradients over ranks with one flat all-reduce (one collective, not one per tensor)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if world_size == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat.div_(world_size)
+    torch._foreach_copy_(grads, [chunk.view_as(g) for chunk, g in zip(flat.split([g.numel() for g in grads]),
+                                                                        grads)])
+
+
+def _reduce_metric_sums(metrics: Dict[str, torch.Tensor], info: DistInfo) -> Dict[str, float]:
+    """Sum metric values over ranks onto rank 0 (others get {})."""
+    keys = sorted(metrics)
+    values = torch.stack([metrics[k].to(torch.float64) for k in keys])
+    if info.world_size > 1:
+        dist.reduce(values, dst=0)
+    return dict(zip(keys, values.tolist())) if info.rank == 0 else {}
+
+
+def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
+                ) -> Optional[Dict[str, float]]:
+    """One optimizer step on one global batch; returns the reduced metrics on rank 0 (None past the end)."""
+    state.step += 1
+    if state.step > state.total_steps:  # the loader's last iteration can hold more batches than total_steps
+        return None
+
+    batch = _to_device(batch, info.device)
+    if state.carry is None:
+        state.carry = state.model.initial_carry(batch)
+    state.carry, loss, metrics, _, _ = state.forward(carry=state.carry, batch=batch, return_keys=())
+    _check_finite(loss, state.step, info)
+
+    ((1.0 / config.global_batch_size) * loss).backward()
+    _all_reduce_gradients(state.model, info.world_size)
+
+    lr = 0.0
+    for optimizer, base_lr in zip(state.optimizers, state.optimizer_lrs):
+        lr = cosine_schedule_with_warmup_lr(state.step - 1, base_lr, config.lr_warmup_steps, state.total_steps,
+                                            config.lr_min_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    sums = _reduce_metric_sums(metrics, info)
+    if info.rank != 0:
+        return None
+    count = max(sums.pop("count"), 1.0)
+    # Losses are sums over the batch, averaged per sample; accuracies are sums over halted rows.
+    logged = {f"train/{k}": v / (config.global_batch_size if k.endswith("loss") else count) for k, v in sums.items()}
+    logged["train/lr"] = lr  # the dense optimizer's (last in the list)
+    return logged
+
+
+def _check_finite(loss: torch.Tensor, step: int, info: DistInfo) -> None:
+    """Stop before a NaN/Inf loss reaches the weights; all ranks agree, so none is left waiting."""
+    ok = torch.isfinite(loss.detach()).to(torch.int32)
+    if info.world_size > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    if not bool(ok):
+        raise TrainingDivergedError(
+            f"the loss became non-finite at step {step}; stopped before updating the weights "
+            f"(the last saved checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
+
+
+def evaluate(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, info: DistInfo
+             ) -> Dict[str, float]:
+    """Run every test example to the end (fresh carry per batch); metric means per set on rank 0."""
+    model = state.model
+    model.eval()
+    sets = eval_loader.metadata.sets
+    sums: Dict[str, Dict[str, torch.Tensor]] = {}
+    saved: Dict[str, List[torch.Tensor]] = {k: [] for k in config.eval_save_outputs}
+    local_batch = config.global_batch_size // info.world_size
+    with torch.inference_mode():
+        for set_name, batch, effective_size in eval_loader:
+            batch = _to_device(batch, info.device)
+            carry = model.initial_carry(batch)
+            while True:
+                carry, _, metrics, outputs, all_halted = state.forward(
+                    carry=carry, batch=batch, return_keys=config.eval_save_outputs)
+                if all_halted:
+                    break
+            set_sums = sums.setdefault(set_name, {})
+            for k, v in metrics.items():
+                set_sums[k] = set_sums.get(k, 0) + v.to(torch.float64)
+
+            # The last global batch is padded; keep only this rank's real rows.
+            real_rows = min(max(effective_size - info.rank * local_batch, 0), local_batch)
+            for k in saved:
+                source = batch if k in batch else outputs
+                saved[k].append(source[k][:real_rows].cpu())
+    model.train()
+
+    if saved:
+        _save_outputs(config, state.step, saved, info)
+
+    # Same metric order on every rank, zeros for sets a rank never saw, then one reduction.
+    keys = sorted({k for set_sums in sums.values() for k in set_sums})
+    table = torch.zeros(len(sets), len(keys), dtype=torch.float64, device=info.device)
+    for i, set_name in enumerate(sets):
+        for j, key in enumerate(keys):
+            table[i, j] = sums.get(set_name, {}).get(key, 0)
+    if info.world_size > 1:
+        dist.reduce(table, dst=0)
+    if info.rank != 0:
+        return {}
+    results = {}
+    for i, set_name in enumerate(sets):
+        row = dict(zip(keys, table[i].tolist()))
+        count = max(row.pop("count", 0.0), 1.0)
+        results.update({f"eval/{set_name}/{k}": v / count for k, v in row.items()})
+    return results
+
+
+def _save_outputs(config: PretrainConfig, step: int, saved: Dict[str, List[torch.Tensor]], info: DistInfo) -> None:
+    """Each rank writes its own rows: step_<N>_all_preds.<rank> (a dict of tensors, in example order)."""
+    os.makedirs(config.checkpoint_path, exist_ok=True)
+    outputs = {k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()}
+    atomic_torch_save(outputs, os.path.join(config.checkpoint_path, f"step_{step}_all_preds.{info.rank}"))
+
+
+def save_train_state(config: PretrainConfig, state: TrainState) -> None:
+    """Model state dict as step_<N> (the published HRM format), never with non-finite weights."""
+    model_state = state.model.state_dict()
+    bad = [k for k, v in model_state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingDivergedError(f"weights {bad[:3]} are not finite at step {state.step}; checkpoint not saved")
+    atomic_torch_save(model_state, os.path.join(config.checkpoint_path, f"step_{state.step}"))
+
+
+def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
+    return {"loss": f"{metrics['train/lm_loss']:.4f}", "acc": f"{metrics['train/accuracy']:.3f}",
+            "exact": f"{metrics['train/exact_accuracy']:.3f}"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def main(hydra_config: DictConfig) -> None:
+    info = init_distributed(hydra_config.get("device", "auto"))
+    try:
+        config = load_config(hydra_config, info)
+        torch.manual_seed(config.seed + info.rank)
+
+        train_loader = create_dataloader(config, "train", info)
+        eval_loader = create_dataloader(config, "test", info)
+        state = init_train_state(config, train_loader.metadata, info)
+
+        logger = create_logger(config, info)
+        if info.rank == 0:
+            save_code_and_config(config)
+            print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
+                  f"outputs in {config.checkpoint_path}")
+        progress = tqdm(total=state.total_steps, disable=info.rank != 0, dynamic_ncols=True)
+
+        num_evals = config.epochs // config.epochs_per_eval
+        for eval_index in range(num_evals):
+            state.model.train()
+            for _set_name, batch, _global_size in train_loader:
+                metrics = train_batch(config, state, batch, info)
+                if metrics is not None:
+                    logger.log(metrics, step=state.step)
+                    progress.update(1)
+                    progress.set_postfix(_progress_postfix(metrics))
+
+            eval_metrics = evaluate(config, state, eval_loader, info)
+            if info.rank == 0:
+                logger.log(eval_metrics, step=state.step)
+                progress.write(f"eval at step {state.step}: " + ", ".join(
+                    f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items() if "accuracy" in k))
+                if config.checkpoint_every_eval or eval_index == num_evals - 1:
+                    save_train_state(config, state)
+
+        progress.close()
+        if logger is not None:
+            logger.finish()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@hydra.main(config_path="config", config_name="cfg_pretrain", version_base=None)
+def launch(hydra_config: DictConfig) -> None:
+    try:
+        main(hydra_config)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    launch()

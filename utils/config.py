@@ -1,0 +1,122 @@
+"""The typed, strict configuration tree of pretrain.py (DESIGN §2).
+
+Unknown keys are errors (extra="forbid"), except under `arch` and `arch.loss`, whose extra keys belong to the
+model's and the loss head's own configs and are checked there. Cross-field rules live here as validators, with
+messages that say what to change. Defaults of the published setting live in config/*.yaml; the defaults below
+are those of optional fields.
+"""
+from typing import List, Literal, Optional
+
+import pydantic
+
+# Keys a training/eval step can return for saving (model outputs, plus the batch itself).
+SAVABLE_OUTPUTS = ("inputs", "labels", "puzzle_identifiers", "logits", "preds", "q_halt_logits",
+                   "q_continue_logits")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and what to change."""
+
+
+class LossConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def extra(self) -> dict:
+        return dict(self.__pydantic_extra__ or {})
+
+
+class ArchConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: str
+    loss: LossConfig
+
+    @property
+    def extra(self) -> dict:
+        return dict(self.__pydantic_extra__ or {})
+
+
+class PretrainConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    arch: ArchConfig
+    data_path: str
+
+    # Hyperparameters (published values in config/cfg_pretrain.yaml).
+    global_batch_size: int = pydantic.Field(gt=0)
+    epochs: int = pydantic.Field(gt=0)
+    lr: float = pydantic.Field(ge=0)
+    lr_min_ratio: float = pydantic.Field(ge=0, le=1)
+    lr_warmup_steps: int = pydantic.Field(ge=0)
+    weight_decay: float = pydantic.Field(ge=0)
+    beta1: float = pydantic.Field(ge=0, lt=1)
+    beta2: float = pydantic.Field(ge=0, lt=1)
+    puzzle_emb_lr: float = pydantic.Field(ge=0)
+    puzzle_emb_weight_decay: float = pydantic.Field(ge=0)
+
+    # Names, filled in by the trainer when left empty: project from the data folder, run from the model
+    # class and a random slug; checkpoints go to checkpoints/<project>/<run>.
+    project_name: Optional[str] = None
+    run_name: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+
+    seed: int = 0
+    checkpoint_every_eval: bool = False
+    eval_interval: Optional[int] = pydantic.Field(None, gt=0)  # in epochs; None = evaluate once, at the end
+    eval_save_outputs: List[str] = []
+
+    # Additions to the original trainer.
+    device: str = "auto"             # auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps
+    compile: Optional[bool] = None   # torch.compile the model; None = on for CUDA, off elsewhere
+    logger: Literal["wandb", "none"] = "wandb"  # metrics always also go to <checkpoint_path>/metrics.jsonl
+    load_checkpoint: Optional[str] = None  # initialise the weights from a model state dict (e.g. published)
+
+    @pydantic.field_validator("eval_save_outputs")
+    @classmethod
+    def _known_outputs(cls, keys: List[str]) -> List[str]:
+        unknown = sorted(set(keys) - set(SAVABLE_OUTPUTS))
+        if unknown:
+            raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
+        return keys
+
+    @pydantic.model_validator(mode="after")
+    def _eval_interval_divides_epochs(self):
+        if self.eval_interval is not None and self.epochs % self.eval_interval:
+            raise ValueError(f"eval_interval ({self.eval_interval}) must divide epochs ({self.epochs}); "
+                             f"set eval_interval to a divisor of {self.epochs}, or epochs to a multiple of it")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _batch_divides_over_ranks(self, info: pydantic.ValidationInfo):
+        world_size = (info.context or {}).get("world_size", 1)
+        if self.global_batch_size % world_size:
+            raise ValueError(f"global_batch_size ({self.global_batch_size}) must be divisible by the number of "
+                             f"processes ({world_size}); use a multiple of {world_size}")
+        return self
+
+    @property
+    def epochs_per_eval(self) -> int:
+        return self.eval_interval if self.eval_interval is not None else self.epochs
+
+
+def format_validation_error(err: pydantic.ValidationError) -> str:
+    """One line per problem, naming the config key: 'arch.hidden_size: Input should be ...'."""
+    lines = []
+    for problem in err.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "config"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{where}' (check its spelling or remove it)")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def validate_config(raw: dict, world_size: int = 1) -> PretrainConfig:
+    try:
+        return PretrainConfig.model_validate(raw, context={"world_size": world_size})
+    except pydantic.ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None

@@ -1,0 +1,39 @@
+"""Resolve "module@Class" names from configs (e.g. "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")."""
+import importlib
+import inspect
+from typing import List
+
+
+class ClassNotFoundError(ImportError):
+    """A "module@Class" name from a config does not resolve; the message lists what is available."""
+
+
+def _split(identifier: str) -> List[str]:
+    parts = identifier.split("@")
+    if len(parts) != 2 or not all(parts):
+        raise ClassNotFoundError(f"expected a name of the form 'module@Class', got {identifier!r}")
+    return parts
+
+
+def load_model_class(identifier: str, prefix: str = "models."):
+    """Import `prefix + module` and return its attribute `Class`."""
+    module_path, class_name = _split(identifier)
+    try:
+        module = importlib.import_module(prefix + module_path)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (prefix + module_path).startswith(err.name):
+            raise  # the module exists but one of *its* imports is missing: not a naming error
+        raise ClassNotFoundError(f"no module '{prefix}{module_path}' for {identifier!r}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        offered = sorted(name for name, obj in vars(module).items()
+                         if inspect.isclass(obj) and obj.__module__ == module.__name__)
+        raise ClassNotFoundError(f"module '{prefix}{module_path}' has no class {class_name!r}; "
+                                 f"it offers: {', '.join(offered) or 'nothing'}")
+    return cls
+
+
+def get_model_source_path(identifier: str, prefix: str = "models.") -> str:
+    """Path of the source file defining `identifier`'s module (copied beside checkpoints)."""
+    module_path, _ = _split(identifier)
+    return inspect.getfile(importlib.import_module(prefix + module_path))

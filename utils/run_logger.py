@@ -1,0 +1,60 @@
+"""Metric logging: always a JSONL file in the run folder; W&B too unless `logger=none`.
+
+W&B runs online when the user is logged in and offline otherwise, so a machine without an account or network
+never prompts or hangs; offline runs can be uploaded later with `wandb sync`.
+"""
+import json
+import netrc
+import os
+from typing import Dict, Optional
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def wandb_logged_in() -> bool:
+    """True when an API key is configured (environment or ~/.netrc), without contacting any server."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+class RunLogger:
+    """Rank 0 only: append metrics to `<run_dir>/metrics.jsonl` and, if enabled, to W&B."""
+
+    def __init__(self, run_dir: str, project: str, run_name: str, config: dict, use_wandb: bool,
+                 resume_id: Optional[str] = None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, METRICS_FILE)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._wandb_run = None
+        if use_wandb:
+            import wandb  # imported lazily: it is slow to import and optional with logger=none
+
+            mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
+            self._wandb_run = wandb.init(project=project, name=run_name, config=config, dir=run_dir, mode=mode,
+                                         id=resume_id, resume="allow" if resume_id else None,
+                                         settings=wandb.Settings(silent=True))
+            if mode == "offline":
+                print("W&B is offline (not logged in); upload the run later with: "
+                      f"wandb sync {os.path.dirname(self._wandb_run.dir)}")
+
+    @property
+    def wandb_id(self) -> Optional[str]:
+        return self._wandb_run.id if self._wandb_run is not None else None
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._wandb_run is not None:
+            self._wandb_run.log(metrics, step=step)
+
+    def finish(self) -> None:
+        self._file.close()
+        if self._wandb_run is not None:
+            self._wandb_run.finish()
+
