@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dataset.common import PuzzleDatasetMetadata
-from dataset.puzzle_dataset import DatasetNotFoundError, PuzzleDataset, PuzzleDatasetConfig
+from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError, PuzzleDataset, PuzzleDatasetConfig
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
 from utils.checkpoint import CheckpointError, atomic_torch_save, load_model_state_dict, load_weights
@@ -39,7 +39,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 # Errors caused by the user's input: reported as one line, without a traceback, exit code 2.
-USER_ERRORS = (ConfigError, DatasetNotFoundError, ClassNotFoundError, DeviceError, CheckpointError,
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, ClassNotFoundError, DeviceError, CheckpointError,
                TrainingDivergedError)
 
 
@@ -185,9 +185,8 @@ def save_code_and_config(config: PretrainConfig) -> None:
         yaml.safe_dump(config.model_dump(), f, sort_keys=False)
 
 
-def create_logger(config: PretrainConfig, info: DistInfo) -> Optional[RunLogger]:
-    if info.rank != 0:
-        return None
+def create_logger(config: PretrainConfig) -> RunLogger:
+    """Rank 0's metric sink: metrics.jsonl in the run folder, plus W&B unless logger=none."""
     return RunLogger(config.checkpoint_path, project=config.project_name, run_name=config.run_name,
                      config=config.model_dump(), use_wandb=config.logger == "wandb")
 
@@ -341,24 +340,11 @@ def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def main(hydra_config: DictConfig) -> None:
-    info = init_distributed(hydra_config.get("device", "auto"))
-    try:
-        config = load_config(hydra_config, info)
-        torch.manual_seed(config.seed + info.rank)
-
-        train_loader = create_dataloader(config, "train", info)
-        eval_loader = create_dataloader(config, "test", info)
-        state = init_train_state(config, train_loader.metadata, info)
-
-        logger = create_logger(config, info)
-        if info.rank == 0:
-            save_code_and_config(config)
-            print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
-                  f"outputs in {config.checkpoint_path}")
-        progress = tqdm(total=state.total_steps, disable=info.rank != 0, dynamic_ncols=True)
-
-        num_evals = config.epochs // config.epochs_per_eval
+def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                       eval_loader: PuzzleDataset, logger: Optional[RunLogger], info: DistInfo) -> None:
+    """The loop: eval_interval epochs of training, an evaluation, a checkpoint; until `epochs`."""
+    num_evals = config.epochs // config.epochs_per_eval
+    with tqdm(total=state.total_steps, disable=info.rank != 0, dynamic_ncols=True) as progress:
         for eval_index in range(num_evals):
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
@@ -376,10 +362,27 @@ def main(hydra_config: DictConfig) -> None:
                 if config.checkpoint_every_eval or eval_index == num_evals - 1:
                     save_train_state(config, state)
 
-        progress.close()
+
+def main(hydra_config: DictConfig) -> None:
+    info = init_distributed(hydra_config.get("device", "auto"))
+    logger = None
+    try:
+        config = load_config(hydra_config, info)
+        torch.manual_seed(config.seed + info.rank)
+
+        train_loader = create_dataloader(config, "train", info)
+        eval_loader = create_dataloader(config, "test", info)
+        state = init_train_state(config, train_loader.metadata, info)
+
+        if info.rank == 0:
+            save_code_and_config(config)
+            logger = create_logger(config)
+            print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
+                  f"outputs in {config.checkpoint_path}")
+        train_and_evaluate(config, state, train_loader, eval_loader, logger, info)
+    finally:
         if logger is not None:
             logger.finish()
-    finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 

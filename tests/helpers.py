@@ -1,0 +1,133 @@
+"""Shared test helpers: a writer of tiny synthetic datasets in the DESIGN §6 format."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from dataset.common import PuzzleDatasetMetadata
+
+Count = Union[int, Sequence[int]]
+
+
+def _per_group(value, groups: int, name: str) -> list:
+    if isinstance(value, (int, np.integer)):
+        return [int(value)] * groups
+    value = list(value)
+    if len(value) != groups:
+        raise ValueError(f"{name} has {len(value)} entries for {groups} groups")
+    return value
+
+
+def write_tiny_dataset(
+    path: str,
+    *,
+    vocab_size: int = 8,
+    seq_len: int = 6,
+    groups: int = 3,
+    puzzles_per_group: Count = 2,
+    examples_per_puzzle: Union[int, Sequence[Count]] = 2,
+    num_puzzle_identifiers: Optional[int] = None,
+    sets: Sequence[str] = ("all",),
+    splits: Sequence[str] = ("train", "test"),
+    pad_id: int = 0,
+    ignore_label_id: Optional[int] = 0,
+    blank_identifier_id: int = 0,
+    dtype=np.int32,
+    seed: int = 0,
+) -> Dict[str, Dict[str, Dict[str, np.ndarray]]]:
+    """Write a small dataset under `path` (``<split>/dataset.json``, ``<split>/<set>__*.npy``, ``identifiers.json``).
+
+    Structure, identical for every split and set:
+      - ``groups`` groups; ``puzzles_per_group`` is an int or one count per group;
+      - ``examples_per_puzzle`` is an int, or one entry per group that is an int (all puzzles of that group) or a
+        list with one count per puzzle of that group (0 allowed);
+      - puzzle ``k`` of a set (counted across groups) gets identifier ``1 + k % (num_puzzle_identifiers - 1)``
+        (id 0 is ``<blank>``); by default ``num_puzzle_identifiers`` = puzzles per set + 1 (all distinct).
+
+    Every input row is unique across all splits and sets: its first positions spell a running example number in
+    base ``vocab_size - 1`` with digits ``1..vocab_size-1`` (never ``pad_id`` 0), the rest are random non-pad
+    tokens. Labels are random tokens with about a quarter of the positions set to ``ignore_label_id`` (when not
+    None). Arrays are saved with ``dtype``.
+
+    Returns ``{split: {set: {"inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices",
+    "example_group" (group of each example), "example_puzzle" (puzzle of each example)}}}`` plus
+    ``result["metadata"][split]`` (a PuzzleDatasetMetadata).
+    """
+    if vocab_size < 2:
+        raise ValueError("vocab_size must be at least 2")
+    rng = np.random.default_rng(seed)
+    puzzles_per_group = _per_group(puzzles_per_group, groups, "puzzles_per_group")
+    example_counts = []  # flat, one per puzzle
+    for g, entry in enumerate(_per_group(examples_per_puzzle, groups, "examples_per_puzzle")):
+        counts = _per_group(entry, puzzles_per_group[g], f"examples_per_puzzle[{g}]")
+        example_counts.extend(int(c) for c in counts)
+    num_puzzles = len(example_counts)
+    examples_per_set = sum(example_counts)
+    if num_puzzle_identifiers is None:
+        num_puzzle_identifiers = num_puzzles + 1
+    if num_puzzle_identifiers < 2:
+        raise ValueError("num_puzzle_identifiers must be at least 2 (id 0 is the blank identifier)")
+
+    total_rows = examples_per_set * len(sets) * len(splits)
+    base = vocab_size - 1
+    digits = 1
+    while base**digits < max(total_rows, 1):
+        digits += 1
+    if digits > seq_len:
+        raise ValueError(f"seq_len {seq_len} with vocab {vocab_size} cannot hold {total_rows} distinct rows")
+
+    group_indices = np.concatenate([[0], np.cumsum(puzzles_per_group)]).astype(dtype)
+    puzzle_indices = np.concatenate([[0], np.cumsum(example_counts)]).astype(dtype)
+    puzzle_identifiers = (1 + np.arange(num_puzzles) % (num_puzzle_identifiers - 1)).astype(dtype)
+    example_puzzle = np.repeat(np.arange(num_puzzles), example_counts)
+    puzzle_group = np.repeat(np.arange(groups), puzzles_per_group)
+    example_group = puzzle_group[example_puzzle] if num_puzzles else np.empty(0, dtype=np.int64)
+
+    os.makedirs(path, exist_ok=True)
+    result: Dict = {"metadata": {}}
+    row = 0
+    for split in splits:
+        split_dir = os.path.join(path, split)
+        os.makedirs(split_dir, exist_ok=True)
+        result[split] = {}
+        for set_name in sets:
+            numbers = np.arange(row, row + examples_per_set)
+            row += examples_per_set
+            inputs = rng.integers(1, vocab_size, size=(examples_per_set, seq_len))
+            for d in range(digits):
+                inputs[:, d] = 1 + (numbers // base**d) % base
+            labels = rng.integers(1, vocab_size, size=(examples_per_set, seq_len))
+            if ignore_label_id is not None:
+                labels[rng.random(labels.shape) < 0.25] = ignore_label_id
+            arrays = {
+                "inputs": inputs.astype(dtype),
+                "labels": labels.astype(dtype),
+                "puzzle_identifiers": puzzle_identifiers.copy(),
+                "puzzle_indices": puzzle_indices.copy(),
+                "group_indices": group_indices.copy(),
+            }
+            for field, arr in arrays.items():
+                np.save(os.path.join(split_dir, f"{set_name}__{field}.npy"), arr)
+            arrays["example_group"] = example_group.copy()
+            arrays["example_puzzle"] = example_puzzle.copy()
+            result[split][set_name] = arrays
+        metadata = PuzzleDatasetMetadata(
+            pad_id=pad_id,
+            ignore_label_id=ignore_label_id,
+            blank_identifier_id=blank_identifier_id,
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            num_puzzle_identifiers=num_puzzle_identifiers,
+            total_groups=groups * len(sets),
+            mean_puzzle_examples=examples_per_set / num_puzzles if num_puzzles else 0.0,
+            sets=list(sets),
+        )
+        with open(os.path.join(split_dir, "dataset.json"), "w") as f:
+            json.dump(metadata.model_dump(), f)
+        result["metadata"][split] = metadata
+    with open(os.path.join(path, "identifiers.json"), "w") as f:
+        json.dump(["<blank>"] + [f"puzzle_{i}" for i in range(1, num_puzzle_identifiers)], f)
+    return result
