@@ -6,9 +6,13 @@
 Config: config/cfg_pretrain.yaml (+ config/arch/*.yaml), validated by utils/config.py. `main` below is the
 table of contents; each helper does one step.
 """
+import json
 import os
+import random
 import shutil
+import subprocess
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -26,11 +30,14 @@ from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError, PuzzleDataset, PuzzleDatasetConfig
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
-from utils.checkpoint import CheckpointError, atomic_torch_save, load_model_state_dict, load_weights
+from utils.checkpoint import (CheckpointError, atomic_torch_save, checkpoint_path, find_latest_intact, from_plain,
+                              load_checkpoint_pair, load_model_state_dict, load_weights, prune_checkpoints,
+                              save_checkpoint, to_plain)
 from utils.config import ConfigError, PretrainConfig, format_validation_error, validate_config
 from utils.device import DeviceError, default_compile, default_forward_dtype, is_cuda, resolve_device
+from utils.ema import ModelEMA
 from utils.functions import ClassNotFoundError, get_model_source_path, load_model_class
-from utils.run_logger import RunLogger
+from utils.run_logger import METRICS_FILE, RunLogger
 from utils.schedule import cosine_schedule_with_warmup_lr
 
 
@@ -60,6 +67,8 @@ class TrainState:
     carry: Any              # ACT carry, persists across training batches
     step: int
     total_steps: int
+    ema: Optional[ModelEMA] = None
+    block: int = 0          # index of the current block of eval_interval epochs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,7 +100,10 @@ def load_config(hydra_config: DictConfig, info: DistInfo) -> PretrainConfig:
         if config.run_name is None:
             config.run_name = f"{config.arch.name.split('@')[-1]} {coolname.generate_slug(2)}"
         if config.checkpoint_path is None:
-            config.checkpoint_path = os.path.join("checkpoints", config.project_name, config.run_name)
+            if config.resume is not None:  # resume=PATH continues in that checkpoint's run folder
+                config.checkpoint_path = os.path.dirname(os.path.abspath(config.resume))
+            else:
+                config.checkpoint_path = os.path.join("checkpoints", config.project_name, config.run_name)
         objects = [config]
     if info.world_size > 1:
         dist.broadcast_object_list(objects, src=0)
@@ -140,7 +152,8 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
         model = _instantiate(loss_head_cls, "arch.loss", model, **config.arch.loss.extra)
 
     if config.load_checkpoint is not None:
-        load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint)
+        load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint,
+                     resize_puzzle_emb=True)
 
     if info.world_size > 1:
         with torch.no_grad():
@@ -172,8 +185,9 @@ def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, in
                       / config.global_batch_size)
     model, forward = create_model(config, metadata, info)
     optimizers, lrs = create_optimizers(config, model, info)
+    ema = ModelEMA(model, config.ema_rate) if config.ema else None
     return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
-                      total_steps=total_steps)
+                      total_steps=total_steps, ema=ema)
 
 
 def save_code_and_config(config: PretrainConfig) -> None:
@@ -185,10 +199,22 @@ def save_code_and_config(config: PretrainConfig) -> None:
         yaml.safe_dump(config.model_dump(), f, sort_keys=False)
 
 
-def create_logger(config: PretrainConfig) -> RunLogger:
-    """Rank 0's metric sink: metrics.jsonl in the run folder, plus W&B unless logger=none."""
+def create_logger(config: PretrainConfig, wandb_id: Optional[str] = None) -> RunLogger:
+    """Rank 0's metric sink: metrics.jsonl in the run folder, plus W&B unless logger=none; curves.png (train/eval
+    loss and accuracy) is re-drawn at every evaluation and at the end."""
     return RunLogger(config.checkpoint_path, project=config.project_name, run_name=config.run_name,
-                     config=config.model_dump(), use_wandb=config.logger == "wandb")
+                     config=config.model_dump(), use_wandb=config.logger == "wandb", resume_id=wandb_id, plot=True)
+
+
+def rewind_metrics(config: PretrainConfig, step: int) -> None:
+    """On resume, drop metrics logged after the checkpoint (they will be logged again, identically)."""
+    path = os.path.join(config.checkpoint_path, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(kept)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -223,9 +249,9 @@ def _reduce_metric_sums(metrics: Dict[str, torch.Tensor], info: DistInfo) -> Dic
 def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
                 ) -> Optional[Dict[str, float]]:
     """One optimizer step on one global batch; returns the reduced metrics on rank 0 (None past the end)."""
-    state.step += 1
-    if state.step > state.total_steps:  # the loader's last iteration can hold more batches than total_steps
+    if state.step >= state.total_steps:  # the loader's last iteration can hold more batches than total_steps
         return None
+    state.step += 1
 
     batch = _to_device(batch, info.device)
     if state.carry is None:
@@ -244,6 +270,8 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
             group["lr"] = lr
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(state.model)
 
     sums = _reduce_metric_sums(metrics, info)
     if info.rank != 0:
@@ -266,22 +294,23 @@ def _check_finite(loss: torch.Tensor, step: int, info: DistInfo) -> None:
             f"(the last saved checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
 
 
-def evaluate(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, info: DistInfo
-             ) -> Dict[str, float]:
-    """Run every test example to the end (fresh carry per batch); metric means per set on rank 0."""
-    model = state.model
+def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, info: DistInfo,
+             save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None) -> Dict[str, float]:
+    """Run every test example to the end (fresh carry per batch); metric means per set on rank 0.
+
+    Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`.
+    """
     model.eval()
-    sets = eval_loader.metadata.sets
     sums: Dict[str, Dict[str, torch.Tensor]] = {}
-    saved: Dict[str, List[torch.Tensor]] = {k: [] for k in config.eval_save_outputs}
-    local_batch = config.global_batch_size // info.world_size
+    saved: Dict[str, List[torch.Tensor]] = {k: [] for k in save_outputs}
+    local_batch = eval_loader.local_batch_size
     with torch.inference_mode():
         for set_name, batch, effective_size in eval_loader:
             batch = _to_device(batch, info.device)
             carry = model.initial_carry(batch)
             while True:
-                carry, _, metrics, outputs, all_halted = state.forward(
-                    carry=carry, batch=batch, return_keys=config.eval_save_outputs)
+                carry, _, metrics, outputs, all_halted = forward(carry=carry, batch=batch,
+                                                                 return_keys=list(save_outputs))
                 if all_halted:
                     break
             set_sums = sums.setdefault(set_name, {})
@@ -295,10 +324,15 @@ def evaluate(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDatas
                 saved[k].append(source[k][:real_rows].cpu())
     model.train()
 
-    if saved:
-        _save_outputs(config, state.step, saved, info)
+    if saved and save_prefix is not None:
+        outputs = {k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()}
+        atomic_torch_save(outputs, f"{save_prefix}_all_preds.{info.rank}")
+    return _reduce_eval_metrics(sums, eval_loader.metadata.sets, info)
 
-    # Same metric order on every rank, zeros for sets a rank never saw, then one reduction.
+
+def _reduce_eval_metrics(sums: Dict[str, Dict[str, torch.Tensor]], sets: Sequence[str], info: DistInfo
+                         ) -> Dict[str, float]:
+    """Sum per-set metric sums over ranks (same order everywhere, zeros for unseen sets); means on rank 0."""
     keys = sorted({k for set_sums in sums.values() for k in set_sums})
     table = torch.zeros(len(sets), len(keys), dtype=torch.float64, device=info.device)
     for i, set_name in enumerate(sets):
@@ -316,20 +350,129 @@ def evaluate(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDatas
     return results
 
 
-def _save_outputs(config: PretrainConfig, step: int, saved: Dict[str, List[torch.Tensor]], info: DistInfo) -> None:
-    """Each rank writes its own rows: step_<N>_all_preds.<rank> (a dict of tensors, in example order)."""
-    os.makedirs(config.checkpoint_path, exist_ok=True)
-    outputs = {k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()}
-    atomic_torch_save(outputs, os.path.join(config.checkpoint_path, f"step_{step}_all_preds.{info.rank}"))
+def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, info: DistInfo
+                         ) -> Dict[str, float]:
+    """Evaluate the run's current weights (the EMA ones when enabled), saving requested outputs."""
+    with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
+        return evaluate(state.model, state.forward, eval_loader, info, config.eval_save_outputs,
+                        checkpoint_path(config.checkpoint_path, state.step))
 
 
-def save_train_state(config: PretrainConfig, state: TrainState) -> None:
-    """Model state dict as step_<N> (the published HRM format), never with non-finite weights."""
-    model_state = state.model.state_dict()
-    bad = [k for k, v in model_state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _code_version() -> str:
+    """The git commit of this code (with '+dirty' for uncommitted changes), or 'unknown' outside a checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def _rank_state(state: TrainState, info: DistInfo) -> dict:
+    """What differs between ranks: the ACT carry, the exploration generator, the global RNGs."""
+    return {
+        "carry": to_plain(state.carry),
+        "exploration_rng": state.model.model.exploration_generator(info.device).get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if is_cuda(info.device) else [],
+        "python_rng": random.getstate(),
+    }
+
+
+def _gather_to_rank0(obj, info: DistInfo) -> Optional[list]:
+    if info.world_size == 1:
+        return [obj]
+    gathered = [None] * info.world_size if info.rank == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def save_train_state(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                     logger: Optional[RunLogger], info: DistInfo) -> None:
+    """Checkpoint step_<N> (+ .state); every rank takes part, rank 0 writes. Never with non-finite weights."""
+    ranks = _gather_to_rank0(_rank_state(state, info), info)
+    if info.rank != 0:
+        return
+    raw_weights = state.model.state_dict()
+    bad = [k for k, v in raw_weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise TrainingDivergedError(f"weights {bad[:3]} are not finite at step {state.step}; checkpoint not saved")
-    atomic_torch_save(model_state, os.path.join(config.checkpoint_path, f"step_{state.step}"))
+    train_state = {
+        "step": state.step,
+        "block": state.block,
+        "optimizers": [optimizer.state_dict() for optimizer in state.optimizers],
+        "loader": train_loader.state_dict(),
+        "ranks": ranks,
+        "ema": state.ema.state_dict() if state.ema is not None else None,
+        # The model file holds the EMA weights when EMA is on; training resumes from the raw ones.
+        "raw_weights": raw_weights if state.ema is not None else None,
+        "config": config.model_dump(),
+        "dataset": train_loader.metadata.model_dump(),
+        "world_size": info.world_size,
+        "code_version": _code_version(),
+        "wandb_id": logger.wandb_id if logger is not None else None,
+    }
+    model_state = raw_weights
+    if state.ema is not None:  # the average covers the floating-point entries; the rest are shared
+        model_state = {k: state.ema.shadow.get(k, v) for k, v in raw_weights.items()}
+    save_checkpoint(config.checkpoint_path, state.step, model_state, train_state)
+    if config.checkpoint_keep_last is not None:
+        prune_checkpoints(config.checkpoint_path, config.checkpoint_keep_last)
+
+
+def _check_resumable(config: PretrainConfig, metadata: PuzzleDatasetMetadata, saved: dict, path: str,
+                     info: DistInfo) -> None:
+    """Refuse to continue a run on another architecture, dataset, batch size or number of processes."""
+    problems = []
+    if saved["config"]["arch"] != config.model_dump()["arch"]:
+        problems.append(f"arch differs (checkpoint: {saved['config']['arch']})")
+    for key in ("vocab_size", "seq_len", "num_puzzle_identifiers", "total_groups", "sets"):
+        if saved["dataset"][key] != getattr(metadata, key):
+            problems.append(f"dataset {key} is {getattr(metadata, key)}, checkpoint has {saved['dataset'][key]}")
+    if saved["config"]["global_batch_size"] != config.global_batch_size:
+        problems.append(f"global_batch_size is {config.global_batch_size}, checkpoint has "
+                        f"{saved['config']['global_batch_size']}")
+    if saved["world_size"] != info.world_size:
+        problems.append(f"{info.world_size} processes, checkpoint was written by {saved['world_size']}")
+    if problems:
+        raise CheckpointError(f"cannot resume from {path}: " + "; ".join(problems))
+
+
+def restore_train_state(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                        info: DistInfo) -> Optional[str]:
+    """Continue from `config.resume` exactly where it stopped; returns the W&B run id to continue, if any."""
+    if config.resume == "latest":
+        path, model_state, saved = find_latest_intact(config.checkpoint_path)
+    else:
+        path = config.resume
+        model_state, saved = load_checkpoint_pair(path)
+    _check_resumable(config, train_loader.metadata, saved, path, info)
+
+    load_weights(state.model, saved["raw_weights"] or model_state, path)
+    for optimizer, optimizer_state in zip(state.optimizers, saved["optimizers"]):
+        optimizer.load_state_dict(optimizer_state)
+    if state.ema is not None and saved["ema"] is not None:
+        state.ema.load_state_dict(saved["ema"])
+    state.step, state.block = saved["step"], saved["block"]
+    train_loader.load_state_dict(saved["loader"])
+
+    mine = saved["ranks"][info.rank]
+    state.carry = from_plain(mine["carry"], info.device)
+    state.model.model.exploration_generator(info.device).set_state(mine["exploration_rng"])
+    torch.set_rng_state(mine["torch_rng"])
+    if mine["cuda_rng"]:
+        torch.cuda.set_rng_state_all(mine["cuda_rng"])
+    random.setstate(mine["python_rng"])
+    if info.rank == 0:
+        print(f"resumed from {path} at step {state.step}")
+    return saved["wandb_id"]
 
 
 def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
@@ -343,24 +486,29 @@ def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
 def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
                        eval_loader: PuzzleDataset, logger: Optional[RunLogger], info: DistInfo) -> None:
     """The loop: eval_interval epochs of training, an evaluation, a checkpoint; until `epochs`."""
-    num_evals = config.epochs // config.epochs_per_eval
-    with tqdm(total=state.total_steps, disable=info.rank != 0, dynamic_ncols=True) as progress:
-        for eval_index in range(num_evals):
+    num_blocks = config.epochs // config.epochs_per_eval
+    with tqdm(total=state.total_steps, initial=state.step, disable=info.rank != 0, dynamic_ncols=True) as progress:
+        while state.block < num_blocks:
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
                 metrics = train_batch(config, state, batch, info)
-                if metrics is not None:
+                if metrics is None:
+                    continue
+                if logger is not None:
                     logger.log(metrics, step=state.step)
-                    progress.update(1)
-                    progress.set_postfix(_progress_postfix(metrics))
+                progress.update(1)
+                progress.set_postfix(_progress_postfix(metrics))
+                if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
+                    save_train_state(config, state, train_loader, logger, info)
 
-            eval_metrics = evaluate(config, state, eval_loader, info)
-            if info.rank == 0:
+            eval_metrics = evaluate_train_state(config, state, eval_loader, info)
+            state.block += 1
+            if logger is not None:
                 logger.log(eval_metrics, step=state.step)
                 progress.write(f"eval at step {state.step}: " + ", ".join(
                     f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items() if "accuracy" in k))
-                if config.checkpoint_every_eval or eval_index == num_evals - 1:
-                    save_train_state(config, state)
+            if config.checkpoint_every_eval or state.block == num_blocks:
+                save_train_state(config, state, train_loader, logger, info)
 
 
 def main(hydra_config: DictConfig) -> None:
@@ -373,10 +521,13 @@ def main(hydra_config: DictConfig) -> None:
         train_loader = create_dataloader(config, "train", info)
         eval_loader = create_dataloader(config, "test", info)
         state = init_train_state(config, train_loader.metadata, info)
+        wandb_id = restore_train_state(config, state, train_loader, info) if config.resume else None
 
         if info.rank == 0:
             save_code_and_config(config)
-            logger = create_logger(config)
+            if config.resume:
+                rewind_metrics(config, state.step)
+            logger = create_logger(config, wandb_id)
             print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
                   f"outputs in {config.checkpoint_path}")
         train_and_evaluate(config, state, train_loader, eval_loader, logger, info)

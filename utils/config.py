@@ -73,6 +73,11 @@ class PretrainConfig(pydantic.BaseModel):
     compile: Optional[bool] = None   # torch.compile the model; None = on for CUDA, off elsewhere
     logger: Literal["wandb", "none"] = "wandb"  # metrics always also go to <checkpoint_path>/metrics.jsonl
     load_checkpoint: Optional[str] = None  # initialise the weights from a model state dict (e.g. published)
+    resume: Optional[str] = None     # "latest" (newest intact checkpoint in checkpoint_path) or a step_<N> path
+    checkpoint_interval: Optional[int] = pydantic.Field(None, gt=0)  # also checkpoint every N steps
+    checkpoint_keep_last: Optional[int] = pydantic.Field(None, gt=0)  # delete older checkpoints; None keeps all
+    ema: bool = False                # evaluate and save an exponential moving average of the weights
+    ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
 
     @pydantic.field_validator("eval_save_outputs")
     @classmethod
@@ -95,6 +100,15 @@ class PretrainConfig(pydantic.BaseModel):
         if self.global_batch_size % world_size:
             raise ValueError(f"global_batch_size ({self.global_batch_size}) must be divisible by the number of "
                              f"processes ({world_size}); use a multiple of {world_size}")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _resume_source(self):
+        if self.resume is not None and self.load_checkpoint is not None:
+            raise ValueError("resume and load_checkpoint exclude each other: resume continues a run (weights, "
+                             "optimizer, data position), load_checkpoint starts a new run from weights")
+        if self.resume == "latest" and self.checkpoint_path is None:
+            raise ValueError("resume=latest needs checkpoint_path=<run folder> to look in")
         return self
 
     @property

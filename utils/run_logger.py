@@ -1,14 +1,17 @@
 """Metric logging: always a JSONL file in the run folder; W&B too unless `logger=none`.
 
 W&B runs online when the user is logged in and offline otherwise, so a machine without an account or network
-never prompts or hangs; offline runs can be uploaded later with `wandb sync`.
+never prompts or hangs; offline runs can be uploaded later with `wandb sync`. With `plot=True` the run folder
+also gets curves.png (train/eval loss and accuracy, utils/plots.py), re-drawn after each evaluation and at the end.
 """
 import json
 import netrc
 import os
+import sys
 from typing import Dict, Optional
 
 METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "curves.png"
 
 
 def wandb_logged_in() -> bool:
@@ -26,9 +29,19 @@ class RunLogger:
     """Rank 0 only: append metrics to `<run_dir>/metrics.jsonl` and, if enabled, to W&B."""
 
     def __init__(self, run_dir: str, project: str, run_name: str, config: dict, use_wandb: bool,
-                 resume_id: Optional[str] = None):
+                 resume_id: Optional[str] = None, plot: bool = False):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, METRICS_FILE)
+        self.plot_path: Optional[str] = os.path.join(run_dir, PLOT_FILE) if plot else None
+        self._plot_title = run_name
+        self._history = None
+        if plot:
+            from utils.plots import MetricHistory, read_metrics
+
+            # A resumed run appends to its metrics file: its curves start from what is already there.
+            self._history = MetricHistory()
+            if os.path.exists(self.path):
+                self._history.extend(read_metrics(self.path))
         self._file = open(self.path, "a", encoding="utf-8")
         self._wandb_run = None
         if use_wandb:
@@ -52,8 +65,28 @@ class RunLogger:
         self._file.flush()
         if self._wandb_run is not None:
             self._wandb_run.log(metrics, step=step)
+        if self._history is not None:
+            self._history.add(record)
+            if any(k.startswith("eval/") for k in record):
+                self.plot()
+
+    def plot(self) -> Optional[str]:
+        """Re-draw curves.png from everything logged so far; a failure warns once and turns plotting off
+        (a picture is never worth a crashed run)."""
+        if self._history is None or not self._history:
+            return None
+        try:
+            from utils.plots import plot_history
+
+            return plot_history(self._history, self.plot_path, title=self._plot_title)
+        except Exception as err:  # noqa: BLE001 - e.g. matplotlib missing or a full disk
+            print(f"warning: could not draw {self.plot_path} ({type(err).__name__}: {err}); plotting is off",
+                  file=sys.stderr)
+            self._history = None
+            return None
 
     def finish(self) -> None:
+        self.plot()
         self._file.close()
         if self._wandb_run is not None:
             self._wandb_run.finish()

@@ -1,0 +1,102 @@
+"""Evaluate a checkpoint on a dataset's test split, print the metrics, and save outputs.
+
+    python evaluate.py checkpoint=checkpoints/<project>/<run>/step_1000
+    python evaluate.py checkpoint=.../step_1000 data_path=data/sudoku-extreme-full save_outputs=[preds,q_halt_logits]
+    torchrun --nproc-per-node 8 evaluate.py checkpoint=...
+
+The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a published HRM checkpoint's); the
+checkpoint file is a model state dict, with or without torch.compile's `_orig_mod.` key prefix.
+"""
+import json
+import os
+import sys
+from typing import List, Optional
+
+import pydantic
+import torch.distributed as dist
+import yaml
+from omegaconf import OmegaConf
+
+from dataset.puzzle_dataset import load_metadata
+from pretrain import USER_ERRORS, create_dataloader, create_model, evaluate, init_distributed
+from utils.checkpoint import load_model_state_dict, load_weights
+from utils.config import SAVABLE_OUTPUTS, ConfigError, PretrainConfig, format_validation_error, validate_config
+
+
+class EvalConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    checkpoint: str
+    data_path: Optional[str] = None          # default: the one the run was trained on
+    save_outputs: List[str] = []              # written beside the checkpoint: <checkpoint>_all_preds.<rank>
+    global_batch_size: Optional[int] = pydantic.Field(None, gt=0)  # default: the run's
+    device: str = "auto"
+    compile: Optional[bool] = None
+
+    @pydantic.field_validator("save_outputs")
+    @classmethod
+    def _known_outputs(cls, keys: List[str]) -> List[str]:
+        unknown = sorted(set(keys) - set(SAVABLE_OUTPUTS))
+        if unknown:
+            raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
+        return keys
+
+
+def parse_args(argv: List[str]) -> EvalConfig:
+    try:
+        return EvalConfig(**OmegaConf.to_container(OmegaConf.from_cli(argv), resolve=True))
+    except pydantic.ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_run_config(eval_config: EvalConfig, world_size: int) -> PretrainConfig:
+    """The training config saved beside the checkpoint, with this evaluation's overrides."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(eval_config.checkpoint)), "all_config.yaml")
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"no all_config.yaml beside {eval_config.checkpoint}; evaluate.py rebuilds the run "
+                          f"from it (copy the training run's all_config.yaml there)")
+    with open(config_path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    # Configs of other trainer versions may carry fields this one does not know; they do not affect evaluation.
+    unknown = sorted(set(raw) - set(PretrainConfig.model_fields))
+    if unknown:
+        print(f"note: ignoring fields of {config_path} unknown to this trainer: {', '.join(unknown)}")
+    raw = {k: v for k, v in raw.items() if k in PretrainConfig.model_fields}
+    raw.update(device=eval_config.device, compile=eval_config.compile, load_checkpoint=None, resume=None,
+               eval_save_outputs=eval_config.save_outputs)
+    if eval_config.data_path is not None:
+        raw["data_path"] = eval_config.data_path
+    if eval_config.global_batch_size is not None:
+        raw["global_batch_size"] = eval_config.global_batch_size
+    return validate_config(raw, world_size)
+
+
+def main(argv: List[str]) -> None:
+    eval_config = parse_args(argv)
+    info = init_distributed(eval_config.device)
+    try:
+        config = load_run_config(eval_config, info.world_size)
+        # Model sizes come from the dataset's metadata files; no training loader is built.
+        metadata = load_metadata(config.data_path, "train" if os.path.isdir(
+            os.path.join(config.data_path, "train")) else "test")
+        eval_loader = create_dataloader(config, "test", info)
+        model, forward = create_model(config, metadata, info)
+        load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
+
+        metrics = evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
+                           save_prefix=os.path.abspath(eval_config.checkpoint))
+        if info.rank == 0:
+            print(json.dumps(metrics, indent=2))
+            if eval_config.save_outputs:
+                print(f"outputs saved to {os.path.abspath(eval_config.checkpoint)}_all_preds.<rank>")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
