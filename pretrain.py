@@ -91,23 +91,33 @@ def init_distributed(device_name: str) -> DistInfo:
 
 
 def load_config(hydra_config: DictConfig, info: DistInfo) -> PretrainConfig:
-    """Rank 0 validates the config and fills in the run's names; every rank gets rank 0's result."""
-    objects: List[Optional[PretrainConfig]] = [None]
+    """Rank 0 validates the config and fills in the run's names; every rank gets rank 0's result (or error)."""
+    objects: List[object] = [None]
     if info.rank == 0:
-        config = validate_config(OmegaConf.to_container(hydra_config, resolve=True), info.world_size)
-        if config.project_name is None:
-            config.project_name = f"{os.path.basename(config.data_path.rstrip('/')).capitalize()} ACT-torch"
-        if config.run_name is None:
-            config.run_name = f"{config.arch.name.split('@')[-1]} {coolname.generate_slug(2)}"
-        if config.checkpoint_path is None:
-            if config.resume is not None:  # resume=PATH continues in that checkpoint's run folder
-                config.checkpoint_path = os.path.dirname(os.path.abspath(config.resume))
-            else:
-                config.checkpoint_path = os.path.join("checkpoints", config.project_name, config.run_name)
-        objects = [config]
+        try:
+            objects = [_name_run(validate_config(OmegaConf.to_container(hydra_config, resolve=True),
+                                                 info.world_size))]
+        except ConfigError as err:
+            objects = [err]  # sent to every rank, so all stop with the same message instead of waiting
     if info.world_size > 1:
         dist.broadcast_object_list(objects, src=0)
+    if isinstance(objects[0], ConfigError):
+        raise objects[0]
     return objects[0]
+
+
+def _name_run(config: PretrainConfig) -> PretrainConfig:
+    """Project from the data folder, run from the model class and a random slug, folder from both."""
+    if config.project_name is None:
+        config.project_name = f"{os.path.basename(config.data_path.rstrip('/')).capitalize()} ACT-torch"
+    if config.run_name is None:
+        config.run_name = f"{config.arch.name.split('@')[-1]} {coolname.generate_slug(2)}"
+    if config.checkpoint_path is None:
+        if config.resume is not None and config.resume != "latest":  # continue in that checkpoint's folder
+            config.checkpoint_path = os.path.dirname(os.path.abspath(config.resume))
+        else:
+            config.checkpoint_path = os.path.join("checkpoints", config.project_name, config.run_name)
+    return config
 
 
 def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
@@ -226,13 +236,16 @@ def _to_device(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str
 
 
 def _all_reduce_gradients(model: nn.Module, world_size: int) -> None:
-    """Average dense gradients over ranks with one flat all-reduce (one collective, not one per tensor)."""
+    """Sum dense gradients over ranks with one flat all-reduce (one collective, not one per tensor).
+
+    A sum, not a mean: each rank's loss is already divided by the *global* batch size, so the sum over ranks is
+    exactly the single-process gradient of the global batch.
+    """
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if world_size == 1 or not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    flat.div_(world_size)
     torch._foreach_copy_(grads, [chunk.view_as(g) for chunk, g in zip(flat.split([g.numel() for g in grads]),
                                                                         grads)])
 
@@ -377,9 +390,10 @@ def _code_version() -> str:
 
 def _rank_state(state: TrainState, info: DistInfo) -> dict:
     """What differs between ranks: the ACT carry, the exploration generator, the global RNGs."""
+    # CPU copies: they are gathered on rank 0 and saved from there.
     return {
         "carry": to_plain(state.carry),
-        "exploration_rng": state.model.model.exploration_generator(info.device).get_state(),
+        "exploration_rng": state.model.model.exploration_generator(info.device).get_state().cpu(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if is_cuda(info.device) else [],
         "python_rng": random.getstate(),

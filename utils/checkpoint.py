@@ -152,7 +152,7 @@ def prune_checkpoints(folder: str, keep_last: int) -> None:
 
 
 def to_plain(obj: Any) -> Any:
-    """Dataclasses (e.g. the ACT carry) to nested dicts of tensors that torch.load(weights_only=True) accepts."""
+    """Dataclasses (e.g. the ACT carry) to nested dicts of CPU tensors that torch.load(weights_only=True) accepts."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         cls = type(obj)
         return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}",
@@ -161,6 +161,8 @@ def to_plain(obj: Any) -> Any:
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_plain(v) for v in obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
     return obj
 
 

@@ -1,0 +1,97 @@
+"""torchrun on the CPU (gloo): two processes train exactly like one, and failures do not hang."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Exploration off: its random draws come from per-rank generators (seed + rank), so with it on, one and two
+# processes would make different (equally valid) halting choices. Everything else is deterministic.
+RUN = ["epochs=2", "eval_interval=1", "global_batch_size=32", "lr=3e-3", "lr_warmup_steps=3", "lr_min_ratio=0.1",
+       "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1", "arch.puzzle_emb_ndim=32",
+       "arch.pos_encodings=learned", "arch.halt_max_steps=3", "arch.halt_exploration_prob=0.0", "device=cpu",
+       "logger=none", "seed=5", "eval_save_outputs=[preds]"]
+STEPS = 2 * (256 // 32)
+# float32 sums in a different order (each rank sums half the batch, then the halves are added) differ in the
+# last bits; a few steps of AdamATan2 keep that at the 1e-6 level.
+ATOL, RTOL = 2e-5, 1e-4
+
+
+@pytest.fixture(scope="module")
+def sudoku4(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sudoku4"
+    # Puzzles get distinct identifiers so the sparse puzzle-embedding rows differ per example.
+    build_mini_sudoku(str(path), box_rows=2, box_cols=2, train_size=256, test_size=40, seed=2)
+    return str(path)
+
+
+def torchrun(nproc, script, *args, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script, *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def load_run(run_dir):
+    model = torch.load(os.path.join(run_dir, f"step_{STEPS}"), weights_only=True)
+    state = torch.load(os.path.join(run_dir, f"step_{STEPS}.state"), weights_only=True)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        metrics = [json.loads(line) for line in f]
+    return model, state, metrics
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(sudoku4, tmp_path):
+    one = torchrun(1, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'one'}", *RUN)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(2, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'two'}", *RUN)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    model_1, state_1, metrics_1 = load_run(tmp_path / "one")
+    model_2, state_2, metrics_2 = load_run(tmp_path / "two")
+    assert state_2["world_size"] == 2 and len(state_2["ranks"]) == 2
+    # Weights, including the sparse puzzle-embedding table (wrong if its update were rank-local).
+    for key in model_1:
+        assert torch.allclose(model_1[key], model_2[key], atol=ATOL, rtol=RTOL), key
+    assert not torch.equal(model_1["model.inner.puzzle_emb.weights"],
+                           torch.zeros_like(model_1["model.inner.puzzle_emb.weights"]))
+    # AdamATan2 is invariant to the gradient's scale, so weights alone would not notice a wrong reduction
+    # (mean instead of sum); its first moment does.
+    adam_1, adam_2 = state_1["optimizers"][-1]["state"], state_2["optimizers"][-1]["state"]
+    for pid in adam_1:
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert torch.allclose(adam_1[pid][moment], adam_2[pid][moment], atol=1e-7, rtol=RTOL), (pid, moment)
+    # Logged metrics: same steps, same values (reduced over ranks on rank 0).
+    assert [r["step"] for r in metrics_1] == [r["step"] for r in metrics_2]
+    for r1, r2 in zip(metrics_1, metrics_2):
+        assert r1.keys() == r2.keys()
+        for key in r1:
+            assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (r1["step"], key)
+    # Saved outputs are written per rank, each with its own rows: together they are the single run's.
+    preds_1 = torch.load(tmp_path / "one" / f"step_{STEPS}_all_preds.0", weights_only=True)["preds"]
+    halves = [torch.load(tmp_path / "two" / f"step_{STEPS}_all_preds.{r}", weights_only=True)["preds"]
+              for r in (0, 1)]
+    assert sum(h.shape[0] for h in halves) == preds_1.shape[0] == 40
+
+
+@pytest.mark.slow
+def test_one_failing_rank_stops_the_others(sudoku4, tmp_path):
+    start = time.time()
+    result = torchrun(2, "tests/fixtures/failing_rank_pretrain.py", f"data_path={sudoku4}",
+                      f"checkpoint_path={tmp_path / 'fail'}", *RUN, timeout=300)
+    assert result.returncode != 0
+    assert "simulated crash on rank 1" in result.stderr
+    assert time.time() - start < 120
+
+
+def test_batch_not_divisible_by_processes(sudoku4, tmp_path):
+    result = torchrun(2, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'x'}", *RUN,
+                      "global_batch_size=33", timeout=300)
+    assert result.returncode != 0
+    assert "error: config: global_batch_size (33) must be divisible by the number of processes (2)" in result.stderr
