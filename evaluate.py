@@ -2,6 +2,8 @@
 
     python evaluate.py checkpoint=checkpoints/<project>/<run>/step_1000
     python evaluate.py checkpoint=.../step_1000 data_path=data/sudoku-extreme-full save_outputs=[preds,q_halt_logits]
+    python evaluate.py checkpoint=.../step_1000 adaptive_halting=true    # also stop rows when their Q head says so
+    python evaluate.py checkpoint=.../step_1000 'evaluators=[{name: arc@ARC}]'
     torchrun --nproc-per-node 8 evaluate.py checkpoint=...
 
 The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a published HRM checkpoint's); the
@@ -10,6 +12,7 @@ checkpoint file is a model state dict, with or without torch.compile's `_orig_mo
 import json
 import os
 import sys
+import time
 from typing import List, Optional
 
 import pydantic
@@ -18,7 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from dataset.puzzle_dataset import load_metadata
-from pretrain import USER_ERRORS, create_dataloader, create_model, evaluate, init_distributed
+from pretrain import USER_ERRORS, create_dataloader, create_evaluators, create_model, evaluate, init_distributed
 from utils.checkpoint import load_model_state_dict, load_weights
 from utils.config import SAVABLE_OUTPUTS, ConfigError, PretrainConfig, format_validation_error, validate_config
 
@@ -32,6 +35,10 @@ class EvalConfig(pydantic.BaseModel):
     global_batch_size: Optional[int] = pydantic.Field(None, gt=0)  # default: the run's
     device: str = "auto"
     compile: Optional[bool] = None
+    evaluators: Optional[List[dict]] = None   # default: the run's
+    # Also evaluate with adaptive halting (each row stops when its Q head prefers halting) and compare segments
+    # used, accuracy and wall time with always running halt_max_steps.
+    adaptive_halting: bool = False
 
     @pydantic.field_validator("save_outputs")
     @classmethod
@@ -68,7 +75,20 @@ def load_run_config(eval_config: EvalConfig, world_size: int) -> PretrainConfig:
         raw["data_path"] = eval_config.data_path
     if eval_config.global_batch_size is not None:
         raw["global_batch_size"] = eval_config.global_batch_size
+    if eval_config.evaluators is not None:
+        raw["evaluators"] = eval_config.evaluators
     return validate_config(raw, world_size)
+
+
+def halting_comparison(fixed: dict, adaptive: dict, sets: List[str]) -> str:
+    """A small table: segments used, accuracy and wall time, always-max-steps vs adaptive halting."""
+    lines = [f"{'halting':<10} {'set':<12} {'segments':>9} {'accuracy':>9} {'exact':>7} {'wall s':>8}"]
+    for name, metrics in (("fixed", fixed), ("adaptive", adaptive)):
+        for set_name in sets:
+            get = lambda key: metrics.get(f"eval/{set_name}/{key}", float("nan"))  # noqa: E731
+            lines.append(f"{name:<10} {set_name:<12} {get('steps'):>9.2f} {get('accuracy'):>9.4f} "
+                         f"{get('exact_accuracy'):>7.4f} {metrics['wall_time_s']:>8.2f}")
+    return "\n".join(lines)
 
 
 def main(argv: List[str]) -> None:
@@ -83,12 +103,21 @@ def main(argv: List[str]) -> None:
         model, forward = create_model(config, metadata, info)
         load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
 
-        metrics = evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
-                           save_prefix=os.path.abspath(eval_config.checkpoint))
+        evaluators = create_evaluators(config, eval_loader.metadata)
+        prefix = os.path.abspath(eval_config.checkpoint)
+        modes = [False, True] if eval_config.adaptive_halting else [False]
+        results = {}
+        for halt_on_q in modes:
+            start = time.perf_counter()
+            results[halt_on_q] = evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
+                                          prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q)
+            results[halt_on_q]["wall_time_s"] = time.perf_counter() - start
         if info.rank == 0:
-            print(json.dumps(metrics, indent=2))
+            print(json.dumps(results[False], indent=2))
+            if eval_config.adaptive_halting:
+                print(halting_comparison(results[False], results[True], eval_loader.metadata.sets))
             if eval_config.save_outputs:
-                print(f"outputs saved to {os.path.abspath(eval_config.checkpoint)}_all_preds.<rank>")
+                print(f"outputs saved to {prefix}_all_preds.<rank>")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -26,8 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from dataset.common import PuzzleDatasetMetadata
+from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
 from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError, PuzzleDataset, PuzzleDatasetConfig
+from evaluators import Evaluator
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
 from utils.checkpoint import (CheckpointError, atomic_torch_save, checkpoint_path, find_latest_intact, from_plain,
@@ -69,6 +70,7 @@ class TrainState:
     total_steps: int
     ema: Optional[ModelEMA] = None
     block: int = 0          # index of the current block of eval_interval epochs
+    evaluators: Sequence[Evaluator] = ()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -190,6 +192,12 @@ def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo):
     return optimizers, lrs
 
 
+def create_evaluators(config: PretrainConfig, eval_metadata: PuzzleDatasetMetadata) -> List[Evaluator]:
+    """Task evaluators ("module@Class" under evaluators/), e.g. ARC pass@K."""
+    return [_instantiate(load_model_class(e.name, prefix="evaluators."), f"evaluators ({e.name})", config.data_path,
+                         eval_metadata, **e.extra) for e in config.evaluators]
+
+
 def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> TrainState:
     total_steps = int(config.epochs * metadata.total_groups * metadata.mean_puzzle_examples
                       / config.global_batch_size)
@@ -307,40 +315,81 @@ def _check_finite(loss: torch.Tensor, step: int, info: DistInfo) -> None:
             f"(the last saved checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
 
 
+def _run_to_halt(model: nn.Module, forward: Callable, batch: Dict[str, torch.Tensor], return_keys: List[str],
+                 halt_on_q: bool):
+    """Run one evaluation batch from a fresh carry until every row has halted.
+
+    Default: halt_max_steps segments for all rows; metrics and outputs of the last one. With `halt_on_q` each row
+    stops when its Q head says halt; the batch keeps running (static shapes) until the last row stops, and each
+    row's outputs and accuracy metrics are taken at its own halting segment. Finished rows restart on blanked
+    labels so they are never counted twice. Loss sums are not reported then (they would mix segments).
+    """
+    carry = model.initial_carry(batch)
+    if not halt_on_q:
+        while True:
+            carry, _, metrics, outputs, all_halted = forward(carry=carry, batch=batch, return_keys=return_keys)
+            if all_halted:
+                return metrics, outputs
+
+    done = torch.zeros_like(carry.halted)
+    data, sums, final = batch, {}, {}
+    while True:
+        carry, _, metrics, outputs, _ = forward(carry=carry, batch=data, return_keys=return_keys, halt_on_q=True)
+        newly_halted = carry.halted & ~done
+        for k, v in metrics.items():
+            if not k.endswith("loss"):
+                sums[k] = sums.get(k, 0) + v
+        for k, v in outputs.items():
+            final[k] = torch.where(newly_halted.view((-1,) + (1,) * (v.ndim - 1)), v, final.get(k, v))
+        done = done | carry.halted
+        if bool(done.all()):
+            return sums, final
+        data = {**batch, "labels": torch.where(done.unsqueeze(-1), IGNORE_LABEL_ID, batch["labels"])}
+
+
 def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, info: DistInfo,
-             save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None) -> Dict[str, float]:
+             save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None,
+             evaluators: Sequence[Evaluator] = (), halt_on_q: bool = False) -> Dict[str, float]:
     """Run every test example to the end (fresh carry per batch); metric means per set on rank 0.
 
-    Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`.
+    Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`; evaluators see every real row
+    and add their metrics (they may write files under `<save_prefix>_<EvaluatorClass>/`).
     """
     model.eval()
+    for evaluator in evaluators:
+        evaluator.begin_eval()
+    return_keys = sorted(set(save_outputs).union(*(e.required_outputs for e in evaluators)))
     sums: Dict[str, Dict[str, torch.Tensor]] = {}
     saved: Dict[str, List[torch.Tensor]] = {k: [] for k in save_outputs}
     local_batch = eval_loader.local_batch_size
     with torch.inference_mode():
         for set_name, batch, effective_size in eval_loader:
             batch = _to_device(batch, info.device)
-            carry = model.initial_carry(batch)
-            while True:
-                carry, _, metrics, outputs, all_halted = forward(carry=carry, batch=batch,
-                                                                 return_keys=list(save_outputs))
-                if all_halted:
-                    break
+            metrics, outputs = _run_to_halt(model, forward, batch, return_keys, halt_on_q)
             set_sums = sums.setdefault(set_name, {})
             for k, v in metrics.items():
                 set_sums[k] = set_sums.get(k, 0) + v.to(torch.float64)
 
             # The last global batch is padded; keep only this rank's real rows.
             real_rows = min(max(effective_size - info.rank * local_batch, 0), local_batch)
+            real_batch = {k: v[:real_rows] for k, v in batch.items()}
+            real_outputs = {k: v[:real_rows] for k, v in outputs.items()}
+            for evaluator in evaluators:
+                evaluator.update_batch(real_batch, real_outputs)
             for k in saved:
-                source = batch if k in batch else outputs
-                saved[k].append(source[k][:real_rows].cpu())
+                saved[k].append((real_batch if k in real_batch else real_outputs)[k].cpu())
     model.train()
 
     if saved and save_prefix is not None:
-        outputs = {k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()}
-        atomic_torch_save(outputs, f"{save_prefix}_all_preds.{info.rank}")
-    return _reduce_eval_metrics(sums, eval_loader.metadata.sets, info)
+        atomic_torch_save({k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()},
+                          f"{save_prefix}_all_preds.{info.rank}")
+    results = _reduce_eval_metrics(sums, eval_loader.metadata.sets, info)
+    for evaluator in evaluators:
+        save_path = f"{save_prefix}_{type(evaluator).__name__}" if save_prefix is not None else None
+        evaluator_metrics = evaluator.result(save_path)
+        if info.rank == 0 and evaluator_metrics:
+            results.update({f"eval/{k}": v for k, v in evaluator_metrics.items()})
+    return results
 
 
 def _reduce_eval_metrics(sums: Dict[str, Dict[str, torch.Tensor]], sets: Sequence[str], info: DistInfo
@@ -368,7 +417,7 @@ def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader:
     """Evaluate the run's current weights (the EMA ones when enabled), saving requested outputs."""
     with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
         return evaluate(state.model, state.forward, eval_loader, info, config.eval_save_outputs,
-                        checkpoint_path(config.checkpoint_path, state.step))
+                        checkpoint_path(config.checkpoint_path, state.step), state.evaluators)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -535,6 +584,7 @@ def main(hydra_config: DictConfig) -> None:
         train_loader = create_dataloader(config, "train", info)
         eval_loader = create_dataloader(config, "test", info)
         state = init_train_state(config, train_loader.metadata, info)
+        state.evaluators = create_evaluators(config, eval_loader.metadata)
         wandb_id = restore_train_state(config, state, train_loader, info) if config.resume else None
 
         if info.rank == 0:

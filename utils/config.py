@@ -39,6 +39,18 @@ class ArchConfig(pydantic.BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+class EvaluatorConfig(pydantic.BaseModel):
+    """An evaluator run at every evaluation: "module@Class" under evaluators/, extra keys go to its constructor."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def extra(self) -> dict:
+        return dict(self.__pydantic_extra__ or {})
+
+
 class PretrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -67,6 +79,7 @@ class PretrainConfig(pydantic.BaseModel):
     checkpoint_every_eval: bool = False
     eval_interval: Optional[int] = pydantic.Field(None, gt=0)  # in epochs; None = evaluate once, at the end
     eval_save_outputs: List[str] = []
+    evaluators: List[EvaluatorConfig] = []  # e.g. [{name: arc@ARC}]: task metrics such as ARC pass@K
 
     # Additions to the original trainer.
     device: str = "auto"             # auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps

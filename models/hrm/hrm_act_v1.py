@@ -225,7 +225,10 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
             current_data={k: torch.zeros_like(v) for k, v in batch.items()},
         )
 
-    def forward(self, carry: ACTCarry, batch: Batch) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
+    def forward(self, carry: ACTCarry, batch: Batch, halt_on_q: bool = False
+                ) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
+        """One segment. In evaluation, rows run halt_max_steps segments, or with `halt_on_q` stop as soon as
+        their Q head prefers halting (adaptive inference)."""
         halted = carry.halted
         inner_carry = self.inner.reset_carry(halted, carry.inner_carry)
         steps = torch.where(halted, 0, carry.steps)
@@ -239,7 +242,9 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
             steps = steps + 1
             is_last_step = steps >= self.config.halt_max_steps
             halted = is_last_step
-            # Evaluation always runs halt_max_steps segments, so batches are comparable and static in shape.
+            # Evaluation runs halt_max_steps segments by default, so batches are comparable and static in shape.
+            if halt_on_q and not self.training:
+                halted = halted | (q_halt_logits > q_continue_logits)
             if self.training and self.config.halt_max_steps > 1:
                 halted = halted | (q_halt_logits > q_continue_logits)
                 # Exploration: with probability halt_exploration_prob, force at least U[2, max] segments.
