@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from dataset.puzzle_dataset import load_metadata
 from pretrain import USER_ERRORS, create_dataloader, create_evaluators, create_model, evaluate, init_distributed
 from utils.checkpoint import load_model_state_dict, load_weights
-from utils.config import SAVABLE_OUTPUTS, ConfigError, PretrainConfig, format_validation_error, validate_config
+from utils.config import (ConfigError, PretrainConfig, check_savable_outputs, format_validation_error,
+                          validate_config)
 
 
 class EvalConfig(pydantic.BaseModel):
@@ -40,13 +41,7 @@ class EvalConfig(pydantic.BaseModel):
     # used, accuracy and wall time with always running halt_max_steps.
     adaptive_halting: bool = False
 
-    @pydantic.field_validator("save_outputs")
-    @classmethod
-    def _known_outputs(cls, keys: List[str]) -> List[str]:
-        unknown = sorted(set(keys) - set(SAVABLE_OUTPUTS))
-        if unknown:
-            raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
-        return keys
+    _known_outputs = pydantic.field_validator("save_outputs")(check_savable_outputs)
 
 
 def parse_args(argv: List[str]) -> EvalConfig:

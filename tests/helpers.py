@@ -131,3 +131,14 @@ def write_tiny_dataset(
     with open(os.path.join(path, "identifiers.json"), "w") as f:
         json.dump(["<blank>"] + [f"puzzle_{i}" for i in range(1, num_puzzle_identifiers)], f)
     return result
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 600):
+    """Run a command from the repository root without standard input; capture its text output."""
+    import subprocess
+
+    return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
 from pretrain import DistInfo, evaluate
 from utils.functions import load_model_class
@@ -11,10 +10,9 @@ HALT_MAX = 4
 
 
 @pytest.fixture(scope="module")
-def loader(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sudoku4"
-    build_mini_sudoku(str(path), box_rows=2, box_cols=2, train_size=10, test_size=20, seed=0)
-    return PuzzleDataset(PuzzleDatasetConfig(seed=0, dataset_path=str(path), global_batch_size=8,
+def loader(mini_sudoku):
+    path = mini_sudoku(2, 2, train_size=10, test_size=20, seed=0)
+    return PuzzleDataset(PuzzleDatasetConfig(seed=0, dataset_path=path, global_batch_size=8,
                                              test_set_mode=True, epochs_per_iter=1, rank=0, num_replicas=1), "test")
 
 

@@ -1,16 +1,13 @@
 """torchrun on the CPU (gloo): two processes train exactly like one, and failures do not hang."""
 import json
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_in_repo
 
 # Exploration off: its random draws come from per-rank generators (seed + rank), so with it on, one and two
 # processes would make different (equally valid) halting choices. Everything else is deterministic.
@@ -25,17 +22,14 @@ ATOL, RTOL = 2e-5, 1e-4
 
 
 @pytest.fixture(scope="module")
-def sudoku4(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sudoku4"
-    # Puzzles get distinct identifiers so the sparse puzzle-embedding rows differ per example.
-    build_mini_sudoku(str(path), box_rows=2, box_cols=2, train_size=256, test_size=40, seed=2)
-    return str(path)
+def sudoku4(mini_sudoku):
+    return mini_sudoku(2, 2, train_size=256, test_size=40, seed=2)
 
 
 def torchrun(nproc, script, *args, timeout=600):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script, *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_in_repo(cmd, env=env, timeout=timeout)
 
 
 def load_run(run_dir):

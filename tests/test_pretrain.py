@@ -1,15 +1,12 @@
 """pretrain.py end to end on the CPU: learning on a real puzzle task, run outputs, and one-line errors."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_in_repo
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -18,18 +15,15 @@ SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_
 
 
 @pytest.fixture(scope="module")
-def sudoku4(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sudoku4"
-    build_mini_sudoku(str(path), box_rows=2, box_cols=2, train_size=2000, test_size=200, seed=0)
-    return str(path)
+def sudoku4(mini_sudoku):
+    return mini_sudoku(2, 2, train_size=2000, test_size=200, seed=0)
 
 
 def run_pretrain(*overrides, home=None, timeout=600):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     if home is not None:
         env["HOME"] = str(home)  # no ~/.netrc: W&B must go offline by itself, without prompting
-    return subprocess.run([sys.executable, "pretrain.py", *overrides], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_in_repo([sys.executable, "pretrain.py", *overrides], env=env, timeout=timeout)
 
 
 def read_metrics(run_dir):

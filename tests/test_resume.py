@@ -9,9 +9,7 @@ import time
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, run_in_repo
 
 # Tiny model, puzzle embedding on (so the sparse optimizer's table is part of the state), 4 blocks of 1 epoch,
 # a full checkpoint every 10 steps: 4 x 15 = 60 steps.
@@ -23,19 +21,12 @@ FINAL_STEP = 60
 
 
 @pytest.fixture(scope="module")
-def sudoku4(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sudoku4"
-    build_mini_sudoku(str(path), box_rows=2, box_cols=2, train_size=500, test_size=64, seed=1)
-    return str(path)
+def sudoku4(mini_sudoku):
+    return mini_sudoku(2, 2, train_size=500, test_size=64, seed=1)
 
 
 def pretrain_cmd(data, run_dir, *extra):
     return [sys.executable, "pretrain.py", f"data_path={data}", f"checkpoint_path={run_dir}", *RUN, *extra]
-
-
-def run(cmd, timeout=600):
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    return result
 
 
 def final_state(run_dir):
@@ -66,7 +57,7 @@ def assert_same_run(a, b):
 @pytest.fixture(scope="module")
 def uninterrupted(sudoku4, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "straight"
-    result = run(pretrain_cmd(sudoku4, run_dir))
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return final_state(run_dir)
 
@@ -83,7 +74,7 @@ def test_kill_and_resume_is_bitwise_identical(sudoku4, uninterrupted, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not os.path.exists(run_dir / f"step_{FINAL_STEP}")
 
-    result = run(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout
     assert_same_run(uninterrupted, final_state(run_dir))
@@ -92,18 +83,18 @@ def test_kill_and_resume_is_bitwise_identical(sudoku4, uninterrupted, tmp_path):
 @pytest.mark.slow
 def test_corrupt_checkpoint_is_named_and_latest_falls_back(sudoku4, uninterrupted, tmp_path):
     run_dir = tmp_path / "corrupt"
-    result = run(pretrain_cmd(sudoku4, run_dir))  # checkpoints at steps 10, 20, ..., 60
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir))  # checkpoints at steps 10, 20, ..., 60
     assert result.returncode == 0, result.stderr[-3000:]
     newest = run_dir / f"step_{FINAL_STEP}.state"
     with open(newest, "r+b") as f:  # as if the disk filled up while writing (our writes are atomic)
         f.truncate(os.path.getsize(newest) // 2)
 
-    explicit = run(pretrain_cmd(sudoku4, run_dir, f"resume={run_dir / f'step_{FINAL_STEP}'}"))
+    explicit = run_in_repo(pretrain_cmd(sudoku4, run_dir, f"resume={run_dir / f'step_{FINAL_STEP}'}"))
     assert explicit.returncode == 2
     assert explicit.stderr.strip().splitlines()[-1].startswith(f"error: checkpoint file {newest} is unreadable")
 
     # resume=latest skips the torn pair, resumes from step_50 and ends exactly where the uninterrupted run did.
-    latest = run(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
+    latest = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
     assert latest.returncode == 0, latest.stderr[-3000:]
     assert "skipping checkpoint" in latest.stderr and str(newest) in latest.stderr
     assert "step_50 at step 50" in latest.stdout
@@ -112,9 +103,9 @@ def test_corrupt_checkpoint_is_named_and_latest_falls_back(sudoku4, uninterrupte
 
 def test_resume_refuses_other_architecture(sudoku4, tmp_path):
     run_dir = tmp_path / "arch"
-    result = run(pretrain_cmd(sudoku4, run_dir, "epochs=1", "checkpoint_interval=5"))
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "epochs=1", "checkpoint_interval=5"))
     assert result.returncode == 0, result.stderr[-3000:]
-    other = run(pretrain_cmd(sudoku4, run_dir, "resume=latest", "arch.hidden_size=64"))
+    other = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest", "arch.hidden_size=64"))
     assert other.returncode == 2
     message = other.stderr.strip().splitlines()[-1]
     assert message.startswith("error: cannot resume from") and "arch differs" in message
@@ -123,7 +114,7 @@ def test_resume_refuses_other_architecture(sudoku4, tmp_path):
 def test_published_format_checkpoint_evaluates(sudoku4, tmp_path):
     """A model-only state dict with `_orig_mod.` keys and an all_config.yaml beside it, as published."""
     run_dir = tmp_path / "train"
-    result = run(pretrain_cmd(sudoku4, run_dir, "epochs=1", "checkpoint_interval=null"))
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "epochs=1", "checkpoint_interval=null"))
     assert result.returncode == 0, result.stderr[-3000:]
     published = tmp_path / "published"
     published.mkdir()
@@ -132,7 +123,7 @@ def test_published_format_checkpoint_evaluates(sudoku4, tmp_path):
     with open(run_dir / "all_config.yaml") as src, open(published / "all_config.yaml", "w") as dst:
         dst.write(src.read() + "min_eval_interval: 0\n")  # a field of a later upstream version
 
-    result = run([sys.executable, "evaluate.py", f"checkpoint={published / 'step_15'}", "device=cpu",
+    result = run_in_repo([sys.executable, "evaluate.py", f"checkpoint={published / 'step_15'}", "device=cpu",
                   "save_outputs=[preds,labels]"])
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])

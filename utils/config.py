@@ -14,11 +14,21 @@ SAVABLE_OUTPUTS = ("inputs", "labels", "puzzle_identifiers", "logits", "preds", 
                    "q_continue_logits")
 
 
+def check_savable_outputs(keys: List[str]) -> List[str]:
+    """Validator for lists of output names to save."""
+    unknown = sorted(set(keys) - set(SAVABLE_OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
+    return keys
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the field and what to change."""
 
 
-class LossConfig(pydantic.BaseModel):
+class _NamedWithExtras(pydantic.BaseModel):
+    """A "module@Class" name whose other keys belong to that class's own config (checked there, not here)."""
+
     model_config = pydantic.ConfigDict(extra="allow")
 
     name: str
@@ -28,27 +38,18 @@ class LossConfig(pydantic.BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
-class ArchConfig(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="allow")
+class LossConfig(_NamedWithExtras):
+    """The loss head, e.g. losses@ACTLossHead; extra keys (loss_type) go to its constructor."""
 
-    name: str
+
+class ArchConfig(_NamedWithExtras):
+    """The model, e.g. hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1; extra keys go to its config."""
+
     loss: LossConfig
 
-    @property
-    def extra(self) -> dict:
-        return dict(self.__pydantic_extra__ or {})
 
-
-class EvaluatorConfig(pydantic.BaseModel):
-    """An evaluator run at every evaluation: "module@Class" under evaluators/, extra keys go to its constructor."""
-
-    model_config = pydantic.ConfigDict(extra="allow")
-
-    name: str
-
-    @property
-    def extra(self) -> dict:
-        return dict(self.__pydantic_extra__ or {})
+class EvaluatorConfig(_NamedWithExtras):
+    """An evaluator run at every evaluation, "module@Class" under evaluators/; extra keys go to its constructor."""
 
 
 class PretrainConfig(pydantic.BaseModel):
@@ -92,13 +93,7 @@ class PretrainConfig(pydantic.BaseModel):
     ema: bool = False                # evaluate and save an exponential moving average of the weights
     ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
 
-    @pydantic.field_validator("eval_save_outputs")
-    @classmethod
-    def _known_outputs(cls, keys: List[str]) -> List[str]:
-        unknown = sorted(set(keys) - set(SAVABLE_OUTPUTS))
-        if unknown:
-            raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
-        return keys
+    _known_outputs = pydantic.field_validator("eval_save_outputs")(check_savable_outputs)
 
     @pydantic.model_validator(mode="after")
     def _eval_interval_divides_epochs(self):
