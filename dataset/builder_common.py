@@ -155,7 +155,8 @@ def write_identifiers(output_dir: os.PathLike | str, names: Sequence[str]) -> No
 
 
 def write_metadata(split_dir: os.PathLike | str, metadata: PuzzleDatasetMetadata) -> None:
-    save_json(Path(split_dir) / "dataset.json", metadata.model_dump())
+    # exclude_unset: optional fields nobody set (total_puzzles) are left out, as the original builders do
+    save_json(Path(split_dir) / "dataset.json", metadata.model_dump(exclude_unset=True))
 
 
 def write_split(

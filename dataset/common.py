@@ -22,6 +22,8 @@ class PuzzleDatasetMetadata(pydantic.BaseModel):
     total_groups: int
     mean_puzzle_examples: float
     sets: List[str]
+    # Written by some later upstream builders; not needed here, accepted so their datasets load.
+    total_puzzles: Optional[int] = None
 
 
 # The 8 symmetries of the square, numbered as in the original HRM builders so that augmented

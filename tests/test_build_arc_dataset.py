@@ -312,3 +312,14 @@ def test_loader_reads_the_output(tmp_path, arc_folder):
         assert batches and all(b["inputs"].shape == (4, 900) for _, b, _ in batches)
         if test_mode:
             assert sum(n for _, _, n in batches) == 5 * 2  # 5 puzzles of the evaluation task, 2 test pairs each
+
+
+def test_original_builder_names_parse_like_ours():
+    """The original HRM builder names augmentations <task>|||t<id>|||<perm>; they map back the same way."""
+    from dataset.build_arc_dataset import augmentation_name, parse_augmentation_name
+
+    colours = np.array([0, 3, 1, 2, 4, 5, 6, 7, 9, 8], dtype=np.uint8)
+    ours = parse_augmentation_name(augmentation_name("007bbfb7", 5, colours))
+    original = parse_augmentation_name("007bbfb7|||t5|||0312456798")
+    assert ours[0] == original[0] == "007bbfb7" and ours[1] == original[1] == 5
+    assert np.array_equal(ours[2], original[2]) and np.array_equal(ours[2], colours)

@@ -421,3 +421,12 @@ def test_config_forbids_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="typo"):
         PuzzleDatasetConfig(seed=0, dataset_path=str(tmp_path), global_batch_size=4, test_set_mode=False,
                             epochs_per_iter=1, rank=0, num_replicas=1, typo=1)
+
+
+def test_metadata_with_total_puzzles_from_later_upstream_builders_loads(tmp_path):
+    write_tiny_dataset(tmp_path)
+    meta_path = tmp_path / "train" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta["total_puzzles"] = 6
+    meta_path.write_text(json.dumps(meta))
+    assert load_metadata(str(tmp_path), "train").total_puzzles == 6
