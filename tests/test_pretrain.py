@@ -121,3 +121,35 @@ def test_non_finite_loss_stops_without_saving(sudoku4, tmp_path):
                           *SMALL_MODEL, "lr=1e30", "lr_warmup_steps=0", "arch.loss.loss_type=softmax_cross_entropy")
     expect_user_error(result, "non-finite")
     assert not any(name.startswith("step_") for name in os.listdir(run_dir))
+
+
+@pytest.mark.slow
+def test_arc_evaluator_runs_inside_training(tmp_path):
+    """Evaluators configured on the command line run at every evaluation and report through metrics.jsonl."""
+    import numpy as np
+
+    from dataset import build_arc_dataset
+
+    rng = np.random.default_rng(0)
+    for split, name in (("training", "t1"), ("evaluation", "e1"), ("evaluation", "e2")):
+        folder = tmp_path / "src" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = lambda: {"input": rng.integers(0, 10, (3, 4)).tolist(),  # noqa: E731
+                        "output": rng.integers(0, 10, (2, 5)).tolist()}
+        (folder / f"{name}.json").write_text(json.dumps({"train": [pair(), pair()], "test": [pair()]}))
+    data = tmp_path / "arc-aug-2"
+    build_arc_dataset.main(["--dataset-dirs", str(tmp_path / "src"), "--output-dir", str(data), "--num-aug", "2"])
+
+    run_dir = tmp_path / "run"
+    result = run_pretrain(f"data_path={data}", f"checkpoint_path={run_dir}", "epochs=2", "eval_interval=1",
+                          "global_batch_size=4", "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1",
+                          "arch.L_layers=1", "arch.halt_max_steps=2", "logger=none", "device=cpu",
+                          "evaluators=[{name: arc@ARC, pass_ks: [1, 2]}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [r for r in read_metrics(run_dir) if "eval/ARC/pass@2" in r]
+    assert len(evals) == 2
+    assert evals[-1]["eval/ARC/num_tasks"] == 2 and evals[-1]["eval/ARC/unmatched_rows"] == 0
+    step = evals[-1]["step"]
+    with open(run_dir / f"step_{step}_ARC" / "submission.json") as f:
+        submission = json.load(f)
+    assert set(submission) == {"e1", "e2"} and set(submission["e1"][0]) == {"attempt_1", "attempt_2"}
