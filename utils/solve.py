@@ -1,0 +1,692 @@
+"""Solve one puzzle with a trained checkpoint and check the answer.
+
+    python -m utils.solve checkpoint=runs/a/step_5000 puzzle=53..7....6..195....98....6.8...6...34..8.3..17...
+    python -m utils.solve checkpoint=runs/a/step_5000 puzzle_file=sudoku.txt
+    python -m utils.solve checkpoint=runs/maze/step_5000 puzzle_file=maze.txt          # 30 lines over "# SGo"
+    python -m utils.solve checkpoint=runs/arc/step_5000 puzzle_file=00576224.json       # an ARC task file
+
+Keys (key=value, like evaluate.py; values are taken literally, so a Sudoku string of digits stays a string):
+  checkpoint   a step_<N> model file with the run's all_config.yaml beside it (required)
+  puzzle       the puzzle as one string (Sudoku: N*N characters, '.' or '0' for blanks; maze: 900 characters)
+  puzzle_file  a file holding it (Sudoku: the string or a pretty grid; maze: a text grid; ARC: a task JSON)
+  task         sudoku | maze | arc (default: told by the dataset's vocabulary and sequence length)
+  data_path    dataset folder for the metadata (default: the run's); without one the sizes come from the
+               checkpoint
+  device       auto | cpu | cuda | cuda:N | mps (default auto)
+  box          Sudoku box shape RxC, e.g. box=2x3 (default: the squarest boxes, rows <= columns)
+  name         ARC: the task name looked up in the dataset's identifiers.json (default: the file name)
+
+The model runs in evaluation mode for all its ACT segments (halt_max_steps), like evaluate.py. The answer is
+printed in the form of the input, followed by checks: Sudoku rules, maze path connectivity and length, ARC grid
+shape (and the expected output when the task file has one). Bad input: one line `error: ...`, exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+import pydantic
+import torch
+
+TASKS = ("sudoku", "maze", "arc")
+
+# Token encodings of the builders (dataset/build_*_dataset.py).
+SUDOKU_BLANK = 1                 # digit d -> token d + 1; 0 = pad
+MAZE_CHARSET = "# SGo"           # char -> index + 1; 0 = pad
+MAZE_WALL, MAZE_OPEN, MAZE_START, MAZE_GOAL, MAZE_PATH = 1, 2, 3, 4, 5
+ARC_SIDE = 30
+ARC_PAD, ARC_EOS, ARC_COLOUR_OFFSET = 0, 1, 2
+ARC_VOCAB = 12
+DIGIT_CHARS = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # cell values 1..35 as one character
+
+
+class SolveError(ValueError):
+    """A bad puzzle, puzzle file or request; reported as one line."""
+
+
+class SolveConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    checkpoint: str
+    puzzle: Optional[str] = None
+    puzzle_file: Optional[str] = None
+    task: Optional[Literal["sudoku", "maze", "arc"]] = None
+    data_path: Optional[str] = None
+    device: str = "auto"
+    box: Optional[str] = None
+    name: Optional[str] = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self):
+        if (self.puzzle is None) == (self.puzzle_file is None):
+            raise ValueError("give exactly one of puzzle=... or puzzle_file=...")
+        return self
+
+
+def parse_args(argv: Sequence[str]) -> SolveConfig:
+    """key=value pairs, values kept as strings (pydantic converts); unknown keys are an error naming them."""
+    from utils.config import ConfigError, format_validation_error
+
+    raw: Dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {arg!r} (e.g. checkpoint=runs/a/step_100 puzzle=...)")
+        key = key.lstrip("+")
+        if key in raw:
+            raise ConfigError(f"key '{key}' given twice")
+        raw[key] = value
+    try:
+        return SolveConfig(**raw)
+    except pydantic.ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sudoku
+
+
+def sudoku_box_shape(size: int, box: Optional[str] = None) -> Tuple[int, int]:
+    """(box rows, box columns): from "RxC", else the most square split with rows <= columns (9 -> 3x3, 6 -> 2x3)."""
+    if box is not None:
+        try:
+            rows, cols = (int(part) for part in box.lower().split("x"))
+        except ValueError:
+            raise SolveError(f"box={box!r} is not of the form RxC (e.g. box=2x3)") from None
+        if rows <= 0 or cols <= 0 or rows * cols != size:
+            raise SolveError(f"box={box}: {rows}x{cols} boxes do not tile a {size}x{size} Sudoku")
+        return rows, cols
+    rows = max(d for d in range(1, math.isqrt(size) + 1) if size % d == 0)
+    return rows, size // rows
+
+
+def parse_sudoku(text: str, size: Optional[int] = None) -> np.ndarray:
+    """A Sudoku as an (N, N) array of digits, 0 = blank.
+
+    Accepts one string of N*N cells or a pretty grid: whitespace and the separators `|`, `+`, `-` are ignored;
+    '.', '0' and '_' are blanks; 1-9 then A-Z (10..35) are digits.
+    """
+    cells = [c for c in text if not c.isspace() and c not in "|+-"]
+    n = len(cells)
+    side = math.isqrt(n)
+    if n == 0:
+        raise SolveError("the Sudoku is empty")
+    if size is not None and n != size * size:
+        raise SolveError(f"the Sudoku has {n} cells, the model expects {size * size} ({size}x{size})")
+    if side * side != n:
+        raise SolveError(f"the Sudoku has {n} cells, not a square number")
+    digits = np.zeros(n, dtype=np.int64)
+    for i, c in enumerate(cells):
+        if c in "._0":
+            continue
+        value = DIGIT_CHARS.find(c.upper()) + 1
+        if value <= 0 or value > side:
+            raise SolveError(f"cell {i + 1} holds {c!r}: a {side}x{side} Sudoku takes '.', '0' or digits 1-"
+                             f"{DIGIT_CHARS[side - 1]}")
+        digits[i] = value
+    return digits.reshape(side, side)
+
+
+def sudoku_to_string(grid: np.ndarray) -> str:
+    """Digits (0 = blank, -1 = not a digit) -> one string, '.' for blanks and '?' for non-digits."""
+    return "".join("." if v == 0 else "?" if v < 0 else DIGIT_CHARS[v - 1] for v in np.asarray(grid).reshape(-1))
+
+
+def format_sudoku(grid: np.ndarray, box: Tuple[int, int]) -> str:
+    """A pretty grid with box separators."""
+    grid = np.asarray(grid)
+    size = grid.shape[0]
+    rows, cols = box
+    text = sudoku_to_string(grid)
+    lines = []
+    rule = "+".join("-" * (2 * cols + 1) for _ in range(size // cols))
+    for r in range(size):
+        if r and r % rows == 0:
+            lines.append(rule)
+        row = text[r * size:(r + 1) * size]
+        lines.append("|".join(" " + " ".join(row[c:c + cols]) + " " for c in range(0, size, cols)).rstrip())
+    return "\n".join(lines)
+
+
+@dataclass
+class SudokuCheck:
+    clues: int
+    clues_changed: int
+    rows_valid: int
+    cols_valid: int
+    boxes_valid: int
+    size: int
+    complete: bool            # every cell holds a digit
+
+    @property
+    def clues_kept(self) -> bool:
+        return self.clues_changed == 0
+
+    @property
+    def valid(self) -> bool:
+        return (self.complete and self.clues_kept and self.rows_valid == self.cols_valid == self.boxes_valid
+                == self.size)
+
+
+def check_sudoku(puzzle: np.ndarray, answer: np.ndarray, box: Tuple[int, int]) -> SudokuCheck:
+    """Check an answer (digits; 0 or negative = not a digit) against the rules and the puzzle's clues."""
+    puzzle, answer = np.asarray(puzzle), np.asarray(answer)
+    size = puzzle.shape[0]
+    rows, cols = box
+    want = set(range(1, size + 1))
+    boxes = answer.reshape(size // rows, rows, size // cols, cols).transpose(0, 2, 1, 3).reshape(size, size)
+    clue_mask = puzzle > 0
+    return SudokuCheck(
+        clues=int(clue_mask.sum()),
+        clues_changed=int((clue_mask & (answer != puzzle)).sum()),
+        rows_valid=sum(set(row.tolist()) == want for row in answer),
+        cols_valid=sum(set(col.tolist()) == want for col in answer.T),
+        boxes_valid=sum(set(b.tolist()) == want for b in boxes),
+        size=size,
+        complete=bool(np.all((answer >= 1) & (answer <= size))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Maze
+
+
+def parse_maze(text: str, side: Optional[int] = None) -> np.ndarray:
+    """A maze text grid over "# SGo" (lines of equal length, or one line of side*side characters) -> token grid.
+
+    Lines shorter than the grid (trailing spaces lost by an editor) are padded with open cells. 'o' marks in the
+    input (a solved maze) are read as open cells. Needs exactly one 'S' and one 'G'.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        raise SolveError("the maze is empty")
+    if len(lines) == 1:  # the CSV form: one row-major string
+        n = math.isqrt(len(lines[0]))
+        if n * n != len(lines[0]):
+            raise SolveError(f"a one-line maze needs a square number of characters, got {len(lines[0])}")
+        lines = [lines[0][i * n:(i + 1) * n] for i in range(n)]
+    n = side if side is not None else len(lines)
+    if len(lines) != n:
+        raise SolveError(f"the maze has {len(lines)} lines, the model expects {n} lines of {n} characters")
+    widest = max(len(line) for line in lines)
+    if widest > n:
+        raise SolveError(f"a maze line has {widest} characters, the model expects {n}")
+    grid = np.empty((n, n), dtype=np.int64)
+    for r, line in enumerate(lines):
+        line = line.ljust(n)
+        for c, ch in enumerate(line):
+            index = MAZE_CHARSET.find(ch)
+            if index < 0:
+                raise SolveError(f"maze line {r + 1}, column {c + 1}: {ch!r} is not one of {MAZE_CHARSET!r}")
+            grid[r, c] = index + 1
+    grid[grid == MAZE_PATH] = MAZE_OPEN
+    for token, what in ((MAZE_START, "start 'S'"), (MAZE_GOAL, "goal 'G'")):
+        count = int((grid == token).sum())
+        if count != 1:
+            raise SolveError(f"the maze needs exactly one {what}, it has {count}")
+    return grid
+
+
+def format_maze(grid: np.ndarray) -> str:
+    """Token grid -> text lines ('?' for tokens outside the charset, e.g. padding)."""
+    return "\n".join("".join(MAZE_CHARSET[v - 1] if 1 <= v <= len(MAZE_CHARSET) else "?" for v in row)
+                     for row in np.asarray(grid))
+
+
+def _bfs(passable: np.ndarray, start: Tuple[int, int]) -> np.ndarray:
+    """4-neighbourhood distances from `start` over `passable` cells (-1 = unreachable)."""
+    dist = np.full(passable.shape, -1, dtype=np.int64)
+    dist[start] = 0
+    queue = deque([start])
+    rows, cols = passable.shape
+    while queue:
+        r, c = queue.popleft()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= nr < rows and 0 <= nc < cols and passable[nr, nc] and dist[nr, nc] < 0:
+                dist[nr, nc] = dist[r, c] + 1
+                queue.append((nr, nc))
+    return dist
+
+
+@dataclass
+class MazeCheck:
+    walls_changed: int          # wall cells of the maze that the answer changed, plus walls added on open cells
+    endpoints_kept: bool        # S and G where they were
+    path_cells: int             # cells marked 'o'
+    path_on_walls: int          # 'o' marks on cells that are not open in the maze
+    bad_tokens: int             # answer tokens outside "# SGo" (padding)
+    connected: bool             # S reaches G through 'o' cells
+    stray_cells: int            # 'o' cells not connected to the S-G route
+    dead_ends: int              # 'o' cells with fewer than two marked neighbours (spurs off the route)
+    route_length: Optional[int]  # steps of the shortest S-G route through the marked cells
+    shortest_length: Optional[int]  # steps of the shortest S-G path of the maze
+
+    @property
+    def valid(self) -> bool:
+        return (self.walls_changed == 0 and self.endpoints_kept and self.path_on_walls == 0 and self.bad_tokens == 0
+                and self.connected and self.stray_cells == 0 and self.dead_ends == 0)
+
+    @property
+    def shortest(self) -> bool:
+        """A valid path with exactly as many cells as a shortest path (so it is one, without detours)."""
+        return (self.valid and self.shortest_length is not None
+                and self.path_cells == self.shortest_length - 1)
+
+
+def check_maze(maze: np.ndarray, answer: np.ndarray) -> MazeCheck:
+    """Check a predicted maze (tokens) against the input maze (tokens, no path marked)."""
+    maze, answer = np.asarray(maze), np.asarray(answer)
+    start = tuple(int(x) for x in np.argwhere(maze == MAZE_START)[0])
+    goal = tuple(int(x) for x in np.argwhere(maze == MAZE_GOAL)[0])
+    is_wall, was_wall = answer == MAZE_WALL, maze == MAZE_WALL
+    path = answer == MAZE_PATH
+    endpoints_kept = bool(answer[start] == MAZE_START and answer[goal] == MAZE_GOAL
+                          and (answer == MAZE_START).sum() == 1 and (answer == MAZE_GOAL).sum() == 1)
+    open_cells = maze == MAZE_OPEN
+
+    route = path.copy()
+    route[start] = route[goal] = True
+    from_start = _bfs(route, start)
+    connected = bool(from_start[goal] > 0)
+    from_goal = _bfs(route, goal)
+    reached = (from_start >= 0) | (from_goal >= 0)
+    shortest = _bfs(maze != MAZE_WALL, start)[goal]
+    padded = np.pad(route, 1)
+    neighbours = (padded[:-2, 1:-1].astype(int) + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
+    return MazeCheck(
+        walls_changed=int((was_wall != is_wall).sum()),
+        endpoints_kept=endpoints_kept,
+        path_cells=int(path.sum()),
+        path_on_walls=int((path & ~open_cells).sum()),
+        bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()),
+        connected=connected,
+        stray_cells=int((path & ~reached).sum()) if connected else int(path.sum()),
+        dead_ends=int((path & (neighbours < 2)).sum()),
+        route_length=int(from_start[goal]) if connected else None,
+        shortest_length=int(shortest) if shortest > 0 else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ARC
+
+
+def _arc_grid(value, where: str) -> np.ndarray:
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
+        raise SolveError(f"{where}: a grid must be a non-empty list of rows")
+    width = len(value[0])
+    if width == 0 or any(len(row) != width for row in value):
+        raise SolveError(f"{where}: grid rows must be non-empty and of equal length")
+    if len(value) > ARC_SIDE or width > ARC_SIDE:
+        raise SolveError(f"{where}: the grid is {len(value)}x{width}, larger than {ARC_SIDE}x{ARC_SIDE}")
+    for r, row in enumerate(value):
+        for c, x in enumerate(row):
+            if type(x) is not int or not 0 <= x <= 9:
+                raise SolveError(f"{where}: colour {x!r} at row {r}, column {c} is not an integer 0-9")
+    return np.array(value, dtype=np.int64)
+
+
+def parse_arc_task(text: str) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """The test pairs of an ARC task JSON: [(input grid, expected output grid or None)]."""
+    try:
+        task = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SolveError(f"the ARC task is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") \
+            from None
+    if not isinstance(task, dict) or not isinstance(task.get("test"), list) or not task["test"]:
+        raise SolveError('an ARC task must be a JSON object with a non-empty "test" list of {"input": grid}')
+    pairs = []
+    for k, pair in enumerate(task["test"]):
+        if not isinstance(pair, dict) or "input" not in pair:
+            raise SolveError(f'test[{k}] must be an object with an "input" grid')
+        expected = _arc_grid(pair["output"], f"test[{k}].output") if "output" in pair else None
+        pairs.append((_arc_grid(pair["input"], f"test[{k}].input"), expected))
+    return pairs
+
+
+def encode_arc_grid(grid: np.ndarray) -> np.ndarray:
+    """A grid on the 30x30 canvas at the top-left corner, as the builder draws test examples: colour + 2, with
+    end-of-grid marks (1) on the row below and the column right of it; 0 elsewhere. Returns (900,) tokens."""
+    grid = np.asarray(grid)
+    h, w = grid.shape
+    canvas = np.full((ARC_SIDE, ARC_SIDE), ARC_PAD, dtype=np.int64)
+    canvas[:h, :w] = grid + ARC_COLOUR_OFFSET
+    if h < ARC_SIDE:
+        canvas[h, :w] = ARC_EOS
+    if w < ARC_SIDE:
+        canvas[:h, w] = ARC_EOS
+    return canvas.reshape(-1)
+
+
+def crop_arc_prediction(tokens: np.ndarray) -> np.ndarray:
+    """The predicted grid: the largest rectangle of colour tokens anchored at the top-left corner (the model marks
+    its end with end-of-grid tokens). Returns colours, possibly (0, 0) when the corner is not a colour."""
+    canvas = np.asarray(tokens).reshape(ARC_SIDE, ARC_SIDE)
+    is_colour = (canvas >= ARC_COLOUR_OFFSET) & (canvas < ARC_COLOUR_OFFSET + 10)
+    best, best_shape, width = 0, (0, 0), ARC_SIDE
+    for r in range(ARC_SIDE):
+        row_run = int(np.argmin(is_colour[r])) if not is_colour[r].all() else ARC_SIDE
+        width = min(width, row_run)
+        if width == 0:
+            break
+        if (r + 1) * width > best:
+            best, best_shape = (r + 1) * width, (r + 1, width)
+    h, w = best_shape
+    return (canvas[:h, :w] - ARC_COLOUR_OFFSET).astype(np.int64)
+
+
+def format_arc(grid: np.ndarray) -> str:
+    """JSON rows, one per line."""
+    rows = [json.dumps(row) for row in np.asarray(grid).tolist()]
+    return "[" + ",\n ".join(rows) + "]" if rows else "[]"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def infer_task(vocab_size: int, seq_len: int) -> Optional[str]:
+    """The builder that makes datasets of this vocabulary and sequence length, if any."""
+    side = math.isqrt(seq_len)
+    if side * side == seq_len and vocab_size == side + 2 and 1 < side <= len(DIGIT_CHARS):
+        return "sudoku"
+    if seq_len == ARC_SIDE * ARC_SIDE and vocab_size == ARC_VOCAB:
+        return "arc"
+    if side * side == seq_len and vocab_size == len(MAZE_CHARSET) + 1:
+        return "maze"
+    return None
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    device: torch.device
+    vocab_size: int
+    seq_len: int
+    blank_identifier: int
+    halt_max_steps: int
+    identifiers: Optional[List[str]] = None  # the dataset's identifiers.json, when there
+    notes: List[str] = field(default_factory=list)
+
+
+def _metadata_from_checkpoint(state: Dict[str, torch.Tensor], seq_len: Optional[int]):
+    """Dataset metadata rebuilt from the weights' shapes (when the run's dataset folder is not here)."""
+    from dataset.common import PuzzleDatasetMetadata
+
+    vocab = state.get("model.inner.embed_tokens.embedding_weight")
+    if vocab is None:
+        raise SolveError("cannot read the vocabulary size from the checkpoint; pass data_path=<dataset folder>")
+    puzzle_emb = state.get("model.inner.puzzle_emb.weights")
+    if seq_len is None:
+        raise SolveError("the run's dataset is not here; pass data_path=<dataset folder> or task=sudoku|maze|arc")
+    return PuzzleDatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab.shape[0],
+                                 seq_len=seq_len, num_puzzle_identifiers=puzzle_emb.shape[0] if puzzle_emb is not None
+                                 else 1, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+
+
+def load_model(config: SolveConfig, seq_len_hint=None) -> LoadedModel:
+    """Rebuild the run like evaluate.py: all_config.yaml beside the checkpoint, sizes from the dataset metadata
+    (or, without the dataset, from the checkpoint's shapes), weights loaded strictly, evaluation mode."""
+    from dataset.puzzle_dataset import DatasetNotFoundError, load_metadata
+    from evaluate import EvalConfig, load_run_config
+    from pretrain import create_model, init_distributed
+    from utils.checkpoint import load_model_state_dict, load_weights
+
+    run = load_run_config(EvalConfig(checkpoint=config.checkpoint, data_path=config.data_path, device=config.device,
+                                     compile=False, global_batch_size=1), world_size=1)
+    info = init_distributed(config.device)
+    state = load_model_state_dict(config.checkpoint)
+    notes = []
+    identifiers = None
+    try:
+        split = "train" if os.path.isdir(os.path.join(run.data_path, "train")) else "test"
+        metadata = load_metadata(run.data_path, split)
+        names_path = os.path.join(run.data_path, "identifiers.json")
+        if os.path.isfile(names_path):
+            with open(names_path, encoding="utf-8") as f:
+                identifiers = json.load(f)
+    except DatasetNotFoundError:
+        metadata = _metadata_from_checkpoint(state, seq_len_hint(state) if seq_len_hint else None)
+        notes.append(f"dataset {run.data_path} not found: sizes taken from the checkpoint (vocab "
+                     f"{metadata.vocab_size}, seq_len {metadata.seq_len})")
+    model, _ = create_model(run, metadata, info)
+    load_weights(model, state, config.checkpoint)
+    model.eval()
+    return LoadedModel(model=model, device=info.device, vocab_size=metadata.vocab_size, seq_len=metadata.seq_len,
+                       blank_identifier=metadata.blank_identifier_id,
+                       halt_max_steps=int(run.arch.extra.get("halt_max_steps", 1)), identifiers=identifiers,
+                       notes=notes)
+
+
+@torch.inference_mode()
+def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequence[int]
+            ) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Run the ACT loop to the end on a batch of token rows. Returns (preds (B, seq_len), final q_halt logits (B,),
+    segments run)."""
+    device = loaded.device
+    inputs_t = torch.as_tensor(np.asarray(inputs), dtype=torch.int32, device=device)
+    batch = {
+        "inputs": inputs_t,
+        "labels": torch.full_like(inputs_t, -100),  # unknown: the loss ignores them
+        "puzzle_identifiers": torch.as_tensor(list(puzzle_identifiers), dtype=torch.int32, device=device),
+    }
+    carry = loaded.model.initial_carry(batch)
+    segments = 0
+    while True:
+        carry, _, _, outputs, all_halted = loaded.model(carry=carry, batch=batch,
+                                                        return_keys=["preds", "q_halt_logits"])
+        segments += 1
+        if all_halted:
+            break
+    return (outputs["preds"].cpu().numpy().astype(np.int64), outputs["q_halt_logits"].float().cpu().numpy(),
+            segments)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def _read_puzzle(config: SolveConfig) -> Tuple[str, Optional[str]]:
+    """(text, file name) of the puzzle."""
+    if config.puzzle is not None:
+        return config.puzzle, None
+    path = config.puzzle_file
+    if not os.path.isfile(path):
+        raise SolveError(f"puzzle file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(), path
+    except UnicodeDecodeError:
+        raise SolveError(f"puzzle file {path} is not a UTF-8 text file") from None
+    except OSError as err:
+        raise SolveError(f"cannot read puzzle file {path}: {err.strerror}") from None
+
+
+def _guess_task_from_input(text: str, file_name: Optional[str]) -> str:
+    stripped = text.lstrip()
+    if (file_name or "").lower().endswith(".json") or stripped.startswith("{"):
+        return "arc"
+    if any(ch in text for ch in "#SG"):
+        return "maze"
+    return "sudoku"
+
+
+def _seq_len_for(task: str, text: str):
+    """A function of the checkpoint's weights giving seq_len, for runs whose dataset is not here."""
+    def hint(state: Dict[str, torch.Tensor]) -> int:
+        pos = state.get("model.inner.embed_pos.embedding_weight")
+        emb = state.get("model.inner.puzzle_emb.weights")
+        hidden = state["model.inner.embed_tokens.embedding_weight"].shape[1]
+        if pos is not None:  # learned positions cover the puzzle-embedding prefix too
+            prefix = -(-emb.shape[1] // hidden) if emb is not None and emb.shape[1] else 0
+            return pos.shape[0] - prefix
+        if task == "arc":
+            return ARC_SIDE * ARC_SIDE
+        if task == "maze":
+            lines = [line for line in text.splitlines() if line.strip()]
+            return len(lines) ** 2 if len(lines) > 1 else len(lines[0]) if lines else 0
+        return len([c for c in text if not c.isspace() and c not in "|+-"])
+    return hint
+
+
+def solve(config: SolveConfig, out=None) -> bool:
+    """Solve, print (to `out`, default stdout), and return whether the answer is valid."""
+    out = out if out is not None else sys.stdout
+    text, file_name = _read_puzzle(config)
+    guessed = config.task or _guess_task_from_input(text, file_name)
+    loaded = load_model(config, seq_len_hint=_seq_len_for(guessed, text))
+    task = config.task or infer_task(loaded.vocab_size, loaded.seq_len)
+    if task is None:
+        raise SolveError(f"cannot tell the task from the dataset (vocab_size {loaded.vocab_size}, seq_len "
+                         f"{loaded.seq_len}); pass task=sudoku|maze|arc")
+
+    def say(line: str = "") -> None:
+        print(line, file=out)
+
+    for note in loaded.notes:
+        say(f"note: {note}")
+    say(f"task: {task}  checkpoint: {config.checkpoint}  device: {loaded.device}")
+    if task == "sudoku":
+        return _solve_sudoku(config, loaded, text, say)
+    if task == "maze":
+        return _solve_maze(loaded, text, say)
+    return _solve_arc(config, loaded, text, file_name, say)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _check_model_size(loaded: LoadedModel, task: str, side: int) -> None:
+    if side * side != loaded.seq_len:
+        raise SolveError(f"the model takes sequences of {loaded.seq_len} tokens; a {side}x{side} {task} does not fit")
+
+
+def _halting(say, q_halt: float, segments: int) -> None:
+    say(f"segments: {segments}  q_halt logit: {q_halt:+.2f} (the model {'is' if q_halt > 0 else 'is not'} confident "
+        f"its answer is right)")
+
+
+def _solve_sudoku(config: SolveConfig, loaded: LoadedModel, text: str, say) -> bool:
+    side = math.isqrt(loaded.seq_len)
+    _check_model_size(loaded, "Sudoku", side)
+    if loaded.vocab_size != side + 2:
+        raise SolveError(f"the model's vocabulary ({loaded.vocab_size}) is not a {side}x{side} Sudoku's ({side + 2})")
+    box = sudoku_box_shape(side, config.box)
+    puzzle = parse_sudoku(text, side)
+    before = check_sudoku(puzzle, puzzle, box)
+    preds, q_halt, segments = predict(loaded, (puzzle + 1).reshape(1, -1), [loaded.blank_identifier])
+    tokens = preds[0].reshape(side, side)
+    answer = np.where(tokens >= 2, tokens - 1, -1)  # pad/blank tokens are not digits
+
+    say(f"puzzle ({side}x{side}, {before.clues} clues):")
+    say(format_sudoku(puzzle, box))
+    say("answer:")
+    say(format_sudoku(answer, box))
+    say(f"answer string: {sudoku_to_string(answer)}")
+    check = check_sudoku(puzzle, answer, box)
+    say(f"clues kept: {_yes(check.clues_kept)}" + ("" if check.clues_kept else
+                                                    f" ({check.clues_changed} of {check.clues} changed)"))
+    say(f"rows valid: {check.rows_valid}/{side}, columns valid: {check.cols_valid}/{side}, "
+        f"boxes valid: {check.boxes_valid}/{side}")
+    _halting(say, float(q_halt[0]), segments)
+    say(f"valid solution: {_yes(check.valid)}")
+    return check.valid
+
+
+def _solve_maze(loaded: LoadedModel, text: str, say) -> bool:
+    side = math.isqrt(loaded.seq_len)
+    _check_model_size(loaded, "maze", side)
+    maze = parse_maze(text, side)
+    preds, q_halt, segments = predict(loaded, maze.reshape(1, -1), [loaded.blank_identifier])
+    answer = preds[0].reshape(side, side)
+    check = check_maze(maze, answer)
+
+    say(f"maze ({side}x{side}):")
+    say(format_maze(maze))
+    say("answer:")
+    say(format_maze(answer))
+    say(f"walls kept: {_yes(check.walls_changed == 0 and check.path_on_walls == 0)}"
+        + (f" ({check.walls_changed} wall cells changed, {check.path_on_walls} path marks off open cells)"
+           if check.walls_changed or check.path_on_walls else ""))
+    say(f"start and goal kept: {_yes(check.endpoints_kept)}")
+    say(f"path cells: {check.path_cells}, connects S to G: {_yes(check.connected)}"
+        + (f", cells off the route: {check.stray_cells}" if check.stray_cells else "")
+        + (f", dead ends: {check.dead_ends}" if check.dead_ends else ""))
+    if check.shortest_length is None:
+        say("shortest path: G cannot be reached from S in this maze")
+    else:
+        say(f"shortest path: {_yes(check.shortest)} (a shortest path has {check.shortest_length - 1} cells"
+            + (f", the marked route {check.route_length - 1})" if check.route_length is not None else ")"))
+    _halting(say, float(q_halt[0]), segments)
+    say(f"valid path: {_yes(check.valid)}")
+    return check.valid
+
+
+def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: Optional[str], say) -> bool:
+    if loaded.seq_len != ARC_SIDE * ARC_SIDE or loaded.vocab_size != ARC_VOCAB:
+        raise SolveError(f"the model (vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}) is not an ARC model "
+                         f"(vocab_size {ARC_VOCAB}, seq_len {ARC_SIDE * ARC_SIDE})")
+    pairs = parse_arc_task(text)
+    name = config.name or (os.path.splitext(os.path.basename(file_name))[0] if file_name else None)
+    identifier = loaded.blank_identifier
+    if name is not None and loaded.identifiers is not None and name in loaded.identifiers:
+        identifier = loaded.identifiers.index(name)
+        say(f"ARC task {name}: puzzle identifier {identifier}")
+    else:
+        why = ("no task name (give name=...)" if name is None else
+               "the run's dataset has no identifiers.json" if loaded.identifiers is None else
+               f"task {name!r} is not in the run's identifiers.json")
+        say(f"warning: {why}; using the blank puzzle identifier {identifier} (the model has learned no embedding "
+            f"for this task, expect a poor answer)")
+    inputs = np.stack([encode_arc_grid(grid) for grid, _ in pairs])
+    preds, q_halt, segments = predict(loaded, inputs, [identifier] * len(pairs))
+
+    all_ok = True
+    for k, ((grid, expected), tokens) in enumerate(zip(pairs, preds)):
+        answer = crop_arc_prediction(tokens)
+        say(f"test input {k} ({grid.shape[0]}x{grid.shape[1]}):")
+        say(format_arc(grid))
+        say(f"answer {k} ({answer.shape[0]}x{answer.shape[1]}):")
+        say(format_arc(answer))
+        well_formed = answer.size > 0
+        ok = well_formed
+        say(f"grid well formed: {_yes(well_formed)}")
+        if expected is not None:
+            correct = answer.shape == expected.shape and bool(np.array_equal(answer, expected))
+            say(f"matches the expected output: {_yes(correct)}"
+                + ("" if correct or answer.shape != expected.shape else
+                   f" ({int((answer != expected).sum())} cells differ)")
+                + ("" if answer.shape == expected.shape else
+                   f" (shape {answer.shape[0]}x{answer.shape[1]}, expected {expected.shape[0]}x{expected.shape[1]})"))
+            ok = ok and correct
+        _halting(say, float(q_halt[k]), segments)
+        all_ok = all_ok and ok
+    say(f"valid answer: {_yes(all_ok)}")
+    return all_ok
+
+
+def main(argv: Sequence[str]) -> int:
+    from pretrain import USER_ERRORS
+
+    try:
+        config = parse_args(argv)
+        solve(config)
+    except (SolveError, *USER_ERRORS) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
