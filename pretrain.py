@@ -8,7 +8,6 @@ table of contents; each helper does one step.
 """
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -70,6 +69,9 @@ class TrainState:
     total_steps: int
     ema: Optional[ModelEMA] = None
     block: int = 0          # index of the current block of eval_interval epochs
+    # Training metric sums since the last log, kept on the device (reading them is a host sync).
+    pending_metrics: Optional[Dict[str, torch.Tensor]] = None
+    pending_steps: int = 0
     evaluators: Sequence[Evaluator] = ()
 
 
@@ -269,16 +271,20 @@ def _reduce_metric_sums(metrics: Dict[str, torch.Tensor], info: DistInfo) -> Dic
 
 def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
                 ) -> Optional[Dict[str, float]]:
-    """One optimizer step on one global batch; returns the reduced metrics on rank 0 (None past the end)."""
-    if state.step >= state.total_steps:  # the loader's last iteration can hold more batches than total_steps
-        return None
+    """One optimizer step on one global batch. Every log_interval steps (and at the last) returns the metrics
+    of those steps reduced over ranks, on rank 0; otherwise None, without waiting for the device."""
     state.step += 1
 
     batch = _to_device(batch, info.device)
     if state.carry is None:
         state.carry = state.model.initial_carry(batch)
     state.carry, loss, metrics, _, _ = state.forward(carry=state.carry, batch=batch, return_keys=())
-    _check_finite(loss, state.step, info)
+    state.pending_metrics = {k: v.detach().to(torch.float64) + (state.pending_metrics or {}).get(k, 0)
+                             for k, v in metrics.items()}
+    state.pending_steps += 1
+    log_now = state.step % config.log_interval == 0 or state.step == state.total_steps
+    if log_now:  # the step's host syncs, once per interval: this check and the metric reduction below
+        _check_finite(state.pending_metrics, state.step, config.log_interval, info)
 
     ((1.0 / config.global_batch_size) * loss).backward()
     _all_reduce_gradients(state.model, info.world_size)
@@ -294,25 +300,31 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
     if state.ema is not None:
         state.ema.update(state.model)
 
-    sums = _reduce_metric_sums(metrics, info)
+    if not log_now:
+        return None
+    sums = _reduce_metric_sums(state.pending_metrics, info)
+    steps, state.pending_metrics, state.pending_steps = state.pending_steps, None, 0
     if info.rank != 0:
         return None
     count = max(sums.pop("count"), 1.0)
-    # Losses are sums over the batch, averaged per sample; accuracies are sums over halted rows.
-    logged = {f"train/{k}": v / (config.global_batch_size if k.endswith("loss") else count) for k, v in sums.items()}
+    # Losses are sums over the batches, averaged per sample; accuracies are sums over halted rows.
+    logged = {f"train/{k}": v / (config.global_batch_size * steps if k.endswith("loss") else count)
+              for k, v in sums.items()}
     logged["train/lr"] = lr  # the dense optimizer's (last in the list)
     return logged
 
 
-def _check_finite(loss: torch.Tensor, step: int, info: DistInfo) -> None:
-    """Stop before a NaN/Inf loss reaches the weights; all ranks agree, so none is left waiting."""
-    ok = torch.isfinite(loss.detach()).to(torch.int32)
+def _check_finite(metric_sums: Dict[str, torch.Tensor], step: int, log_interval: int, info: DistInfo) -> None:
+    """Stop on a NaN/Inf loss, before this step's update; all ranks agree, so none is left waiting."""
+    losses = torch.stack([v for k, v in metric_sums.items() if k.endswith("loss")])
+    ok = torch.isfinite(losses).all().to(torch.int32)
     if info.world_size > 1:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     if not bool(ok):
+        within = f" (or up to {log_interval - 1} steps before: checked every log_interval)" if log_interval > 1 else ""
         raise TrainingDivergedError(
-            f"the loss became non-finite at step {step}; stopped before updating the weights "
-            f"(the last saved checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
+            f"the loss became non-finite at step {step}{within}; stopped before this step's update, without "
+            f"saving (the last checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
 
 
 def _run_to_halt(model: nn.Module, forward: Callable, batch: Dict[str, torch.Tensor], return_keys: List[str],
@@ -438,14 +450,17 @@ def _code_version() -> str:
 
 
 def _rank_state(state: TrainState, info: DistInfo) -> dict:
-    """What differs between ranks: the ACT carry, the exploration generator, the global RNGs."""
+    """What differs between ranks: the ACT carry, metric sums not yet logged, the exploration generator, torch's
+    global RNGs (Python's and
+    numpy's global generators are not used by training: only the run's name draws from Python's)."""
     # CPU copies: they are gathered on rank 0 and saved from there.
     return {
         "carry": to_plain(state.carry),
+        "pending_metrics": to_plain(state.pending_metrics),
+        "pending_steps": state.pending_steps,
         "exploration_rng": state.model.model.exploration_generator(info.device).get_state().cpu(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if is_cuda(info.device) else [],
-        "python_rng": random.getstate(),
     }
 
 
@@ -528,11 +543,12 @@ def restore_train_state(config: PretrainConfig, state: TrainState, train_loader:
 
     mine = saved["ranks"][info.rank]
     state.carry = from_plain(mine["carry"], info.device)
+    state.pending_metrics = from_plain(mine["pending_metrics"], info.device)
+    state.pending_steps = mine["pending_steps"]
     state.model.model.exploration_generator(info.device).set_state(mine["exploration_rng"])
     torch.set_rng_state(mine["torch_rng"])
     if mine["cuda_rng"]:
         torch.cuda.set_rng_state_all(mine["cuda_rng"])
-    random.setstate(mine["python_rng"])
     if info.rank == 0:
         print(f"resumed from {path} at step {state.step}")
     return saved["wandb_id"]
@@ -554,13 +570,13 @@ def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: 
         while state.block < num_blocks:
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
-                metrics = train_batch(config, state, batch, info)
-                if metrics is None:
+                if state.step >= state.total_steps:  # the last iteration can hold more batches than needed
                     continue
-                if logger is not None:
-                    logger.log(metrics, step=state.step)
+                metrics = train_batch(config, state, batch, info)
                 progress.update(1)
-                progress.set_postfix(_progress_postfix(metrics))
+                if metrics is not None and logger is not None:
+                    logger.log(metrics, step=state.step)
+                    progress.set_postfix(_progress_postfix(metrics))
                 if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
                     save_train_state(config, state, train_loader, logger, info)
 

@@ -90,11 +90,21 @@ def _sparse_signsgd_update(local_grad: torch.Tensor, local_ids: torch.Tensor, we
         dist.all_gather_into_tensor(grads, local_grad)
         dist.all_gather_into_tensor(ids, local_ids)
 
-    # A puzzle seen by several rows (or ranks) gets the sign of its summed gradient, once.
-    unique_ids, inverse = ids.unique(return_inverse=True)
-    summed = torch.zeros((unique_ids.shape[0], grads.shape[1]), dtype=grads.dtype, device=grads.device)
-    summed.index_add_(0, inverse, grads)
+    # A puzzle seen by several rows (or ranks) gets the sign of its summed gradient, once. The sums per id are
+    # built without torch.unique, whose data-dependent output size would make the GPU wait for the host: sort
+    # the ids, number the runs of equal ids, and sum into one slot per run in a buffer of static size.
+    sorted_ids, order = torch.sort(ids.to(torch.int64))
+    run_start = torch.ones_like(sorted_ids, dtype=torch.bool)
+    run_start[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    run = torch.cumsum(run_start, 0) - 1
+    summed = torch.zeros_like(grads).index_add_(0, run, grads[order])
+    run_ids = torch.zeros_like(sorted_ids).scatter_(0, run, sorted_ids)
+    # Slots past the last run are unused: they repeat slot 0 (same id, same sum), so writing them back writes
+    # identical values twice.
+    used = torch.arange(run.shape[0], device=run.device) <= run[-1]
+    run_ids = torch.where(used, run_ids, run_ids[0])
+    summed = torch.where(used.unsqueeze(-1), summed, summed[0])
 
-    rows = weights[unique_ids]
+    rows = weights[run_ids]
     rows.mul_(1.0 - lr * weight_decay).add_(torch.sign(summed), alpha=-lr)
-    weights[unique_ids] = rows
+    weights.index_copy_(0, run_ids, rows)

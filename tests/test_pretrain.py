@@ -153,3 +153,23 @@ def test_arc_evaluator_runs_inside_training(tmp_path):
     with open(run_dir / f"step_{step}_ARC" / "submission.json") as f:
         submission = json.load(f)
     assert set(submission) == {"e1", "e2"} and set(submission["e1"][0]) == {"attempt_1", "attempt_2"}
+
+
+def test_log_interval_logs_means_over_the_interval(mini_sudoku, tmp_path):
+    """log_interval=N logs every N steps the mean of the same losses a per-step log shows, and the same weights."""
+    data = mini_sudoku(2, 2, train_size=300, test_size=40, seed=0)
+    runs = {}
+    for interval in (1, 5):
+        run_dir = tmp_path / f"every{interval}"
+        result = run_pretrain(f"data_path={data}", "epochs=2", "eval_interval=2", "global_batch_size=32",
+                              f"log_interval={interval}", f"checkpoint_path={run_dir}", "logger=none", *SMALL_MODEL[1:])
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[interval] = {r["step"]: r for r in read_metrics(run_dir) if "train/lm_loss" in r}
+    assert sorted(runs[5]) == [5, 10, 15, 18]  # every 5 steps, and at the last step (18)
+    for end, start in ((5, 1), (10, 6), (18, 16)):
+        for key in ("train/lm_loss", "train/q_halt_loss"):
+            mean = sum(runs[1][s][key] for s in range(start, end + 1)) / (end - start + 1)
+            assert runs[5][end][key] == pytest.approx(mean, rel=1e-9)
+    final_1 = torch.load(tmp_path / "every1" / "step_18", weights_only=True)
+    final_5 = torch.load(tmp_path / "every5" / "step_18", weights_only=True)
+    assert all(torch.equal(final_1[k], final_5[k]) for k in final_1)

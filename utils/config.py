@@ -92,6 +92,9 @@ class PretrainConfig(pydantic.BaseModel):
     checkpoint_keep_last: Optional[int] = pydantic.Field(None, gt=0)  # delete older checkpoints; None keeps all
     ema: bool = False                # evaluate and save an exponential moving average of the weights
     ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
+    # Reduce and log training metrics every N steps (their mean over the N steps). Reading metrics makes the
+    # host wait for the GPU, so N > 1 keeps it ahead; the NaN/Inf loss check runs at the same interval.
+    log_interval: int = pydantic.Field(1, gt=0)
 
     _known_outputs = pydantic.field_validator("eval_save_outputs")(check_savable_outputs)
 

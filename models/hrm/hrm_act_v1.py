@@ -215,6 +215,16 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
             self._generator.manual_seed(self.config.seed)
         return self._generator
 
+    # Outside torch.compile: a generator argument cannot be traced (graph breaks and a recompile otherwise).
+    @torch.compiler.disable
+    def _exploration_min_steps(self, steps: torch.Tensor) -> torch.Tensor:
+        """Exploration: with probability halt_exploration_prob a row must run at least U{2..max} segments."""
+        gen = self.exploration_generator(steps.device)
+        explore = torch.rand(steps.shape, generator=gen, device=steps.device) < self.config.halt_exploration_prob
+        min_steps = torch.randint(2, self.config.halt_max_steps + 1, steps.shape, generator=gen, device=steps.device,
+                                  dtype=steps.dtype)
+        return explore * min_steps
+
     def initial_carry(self, batch: Batch) -> ACTCarry:
         batch_size = batch["inputs"].shape[0]
         device = batch["inputs"].device
@@ -247,12 +257,7 @@ class HierarchicalReasoningModel_ACTV1(nn.Module):
                 halted = halted | (q_halt_logits > q_continue_logits)
             if self.training and self.config.halt_max_steps > 1:
                 halted = halted | (q_halt_logits > q_continue_logits)
-                # Exploration: with probability halt_exploration_prob, force at least U[2, max] segments.
-                gen = self.exploration_generator(steps.device)
-                explore = torch.rand(steps.shape, generator=gen, device=steps.device) < self.config.halt_exploration_prob
-                min_steps = torch.randint(2, self.config.halt_max_steps + 1, steps.shape, generator=gen,
-                                          device=steps.device, dtype=steps.dtype)
-                halted = halted & (steps >= explore * min_steps)
+                halted = halted & (steps >= self._exploration_min_steps(steps))
 
                 # Q-learning target for "continue": the value of the next segment (no gradient, paper eq. 5).
                 _, _, (next_q_halt, next_q_continue) = self.inner(inner_carry, current_data)
