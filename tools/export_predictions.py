@@ -25,6 +25,11 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
+import yaml
+
+from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError, load_metadata
+from utils.checkpoint import CheckpointError, load_torch_file
 
 _RANK_SUFFIX = re.compile(r"^(.*_all_preds)\.(\d+)$")
 
@@ -34,14 +39,10 @@ class ExportError(ValueError):
 
 
 def _load(path: str) -> Dict[str, np.ndarray]:
-    import torch
-
-    if not os.path.isfile(path):
-        raise ExportError(f"{path} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not one of its own
-        raise ExportError(f"{path} is not a saved outputs file ({type(err).__name__})") from None
+        data = load_torch_file(path)
+    except CheckpointError as err:
+        raise ExportError(str(err)) from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ExportError(f"{path} does not hold a dict of tensors (expected a step_<N>_all_preds.<rank> file)")
     return {k: v.numpy() if v.dtype != torch.bfloat16 else v.float().numpy() for k, v in data.items()}
@@ -72,7 +73,6 @@ def _run_config(path: str) -> dict:
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "all_config.yaml")
     if not os.path.isfile(config_path):
         return {}
-    import yaml
 
     with open(config_path, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
@@ -80,7 +80,6 @@ def _run_config(path: str) -> dict:
 
 def test_split_sizes(data_path: str) -> Dict[str, int]:
     """Examples per set of the test split, in dataset.json order."""
-    from dataset.puzzle_dataset import load_metadata
 
     metadata = load_metadata(data_path, "test")
     sizes = {}
@@ -210,16 +209,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     keys = [k for k in args.keys.split(",") if k] if args.keys else None
     try:
         export(args.files, args.output, args.data_path, args.global_batch_size, keys)
-    except ExportError as err:
+    except (ExportError, DatasetFormatError, DatasetNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # dataset errors (missing/corrupt metadata) from the loader's helpers
-        from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError
-
-        if isinstance(err, (DatasetFormatError, DatasetNotFoundError)):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
     return 0
 
 

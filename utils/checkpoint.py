@@ -47,7 +47,8 @@ def atomic_torch_save(obj, path: str) -> None:
         os.close(dir_fd)
 
 
-def _load_file(path: str):
+def load_torch_file(path: str):
+    """torch.load a file of tensors and plain containers; a missing or damaged file is a CheckpointError."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
@@ -62,7 +63,7 @@ def _load_file(path: str):
 
 def load_model_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """Load a model state dict (ours or a published one), without any `_orig_mod.` prefix."""
-    state = _load_file(path)
+    state = load_torch_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint file {path} does not hold a model state dict")
     return {k.removeprefix(COMPILED_PREFIX): v for k, v in state.items()}
@@ -123,7 +124,7 @@ def save_checkpoint(folder: str, step: int, model_state: Dict[str, torch.Tensor]
 
 
 def load_train_state(model_path: str) -> dict:
-    state = _load_file(model_path + TRAIN_STATE_SUFFIX)
+    state = load_torch_file(model_path + TRAIN_STATE_SUFFIX)
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"checkpoint file {model_path + TRAIN_STATE_SUFFIX} does not hold a training state")
     return state

@@ -1,6 +1,8 @@
 """The one place where the compute device and its defaults (dtype, compile) are chosen."""
 import torch
 
+CUDA = "cuda"
+
 
 class DeviceError(RuntimeError):
     """The requested device is not available on this machine."""
@@ -9,9 +11,9 @@ class DeviceError(RuntimeError):
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """"auto" -> this rank's GPU if CUDA is available, else CPU. Explicit names are checked, not trusted."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = CUDA if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda":
+    if is_cuda(device):
         if not torch.cuda.is_available():
             raise DeviceError(f"device={name} but CUDA is not available here; use device=cpu (or device=auto)")
         if device.index is None:  # one process per GPU under torchrun
@@ -23,13 +25,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def default_forward_dtype(device: torch.device) -> str:
     """bf16 activations on CUDA (tensor cores); fp32 elsewhere, where bf16 matmuls are slow or missing."""
-    return "bfloat16" if device.type == "cuda" else "float32"
+    return "bfloat16" if is_cuda(device) else "float32"
 
 
 def default_compile(device: torch.device) -> bool:
     """torch.compile pays off on CUDA; on CPU its start-up cost outweighs the gain for short runs."""
-    return device.type == "cuda"
+    return is_cuda(device)
 
 
 def is_cuda(device: torch.device) -> bool:
-    return device.type == "cuda"
+    return device.type == CUDA
