@@ -53,3 +53,26 @@ def test_wrong_batch_size_is_reported():
 def test_moved_module_keeps_leaf_local_weights():
     emb = make_embedding().to(torch.float64)
     assert emb.local_weights.is_leaf and emb.local_weights.requires_grad
+
+
+@pytest.mark.parametrize("seed, num_ids", [(0, 3), (1, 1), (2, 50)])
+def test_update_matches_a_per_id_reference_on_random_batches(seed, num_ids):
+    """Many repeated ids, rows with zero gradient, all rows on one id: the static-shape sums equal a dict's."""
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(num_ids + 4, 5, generator=g)
+    ids = torch.randint(0, num_ids, (32,), generator=g, dtype=torch.int32)
+    grads = torch.randn(32, 5, generator=g).round()  # integer-valued: sums are exact, signs unambiguous
+    grads[::7] = 0.0
+    lr, wd = 0.05, 0.3
+
+    expected = table.clone()
+    for i in sorted(set(ids.tolist())):
+        total = grads[ids == i].sum(0)
+        expected[i] = table[i] * (1 - lr * wd) - lr * torch.sign(total)
+
+    weights = table.clone()
+    from models.sparse_embedding import _sparse_signsgd_update
+    _sparse_signsgd_update(grads, ids, weights, lr, wd, world_size=1)
+    assert torch.allclose(weights, expected, atol=1e-6, rtol=0)
+    untouched = [i for i in range(table.shape[0]) if i not in set(ids.tolist())]
+    assert torch.equal(weights[untouched], table[untouched])
