@@ -1,5 +1,5 @@
 """ACT loss head (DESIGN §4): LM loss on the answer tokens plus the Q-learning losses of the halting head."""
-from typing import Dict, List, Literal, Sequence, Tuple
+from typing import Dict, Literal, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -142,3 +142,16 @@ def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
 
     return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def load_run_outputs(run_dir, step: int):
+    """(model state dict, training state, metrics.jsonl records) of a run folder's step_<step> checkpoint."""
+    import json
+
+    import torch
+
+    model = torch.load(os.path.join(run_dir, f"step_{step}"), weights_only=True)
+    state = torch.load(os.path.join(run_dir, f"step_{step}.state"), weights_only=True)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        metrics = [json.loads(line) for line in f]
+    return model, state, metrics

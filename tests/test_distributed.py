@@ -1,5 +1,4 @@
 """torchrun on the CPU (gloo): two processes train exactly like one, and failures do not hang."""
-import json
 import os
 import sys
 import time
@@ -7,7 +6,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import run_in_repo
+from tests.helpers import load_run_outputs, run_in_repo
 
 # Exploration off: its random draws come from per-rank generators (seed + rank), so with it on, one and two
 # processes would make different (equally valid) halting choices. Everything else is deterministic.
@@ -32,14 +31,6 @@ def torchrun(nproc, script, *args, timeout=600):
     return run_in_repo(cmd, env=env, timeout=timeout)
 
 
-def load_run(run_dir):
-    model = torch.load(os.path.join(run_dir, f"step_{STEPS}"), weights_only=True)
-    state = torch.load(os.path.join(run_dir, f"step_{STEPS}.state"), weights_only=True)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        metrics = [json.loads(line) for line in f]
-    return model, state, metrics
-
-
 @pytest.mark.slow
 def test_two_processes_equal_one(sudoku4, tmp_path):
     one = torchrun(1, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'one'}", *RUN)
@@ -47,8 +38,8 @@ def test_two_processes_equal_one(sudoku4, tmp_path):
     two = torchrun(2, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'two'}", *RUN)
     assert two.returncode == 0, two.stderr[-3000:]
 
-    model_1, state_1, metrics_1 = load_run(tmp_path / "one")
-    model_2, state_2, metrics_2 = load_run(tmp_path / "two")
+    model_1, state_1, metrics_1 = load_run_outputs(tmp_path / "one", STEPS)
+    model_2, state_2, metrics_2 = load_run_outputs(tmp_path / "two", STEPS)
     assert state_2["world_size"] == 2 and len(state_2["ranks"]) == 2
     # Weights, including the sparse puzzle-embedding table (wrong if its update were rank-local).
     for key in model_1:

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import REPO, run_in_repo
+from tests.helpers import REPO, load_run_outputs, run_in_repo
 
 # Tiny model, puzzle embedding on (so the sparse optimizer's table is part of the state), 4 blocks of 1 epoch,
 # a full checkpoint every 10 steps: 4 x 15 = 60 steps.
@@ -30,11 +30,7 @@ def pretrain_cmd(data, run_dir, *extra):
 
 
 def final_state(run_dir):
-    model = torch.load(os.path.join(run_dir, f"step_{FINAL_STEP}"), weights_only=True)
-    state = torch.load(os.path.join(run_dir, f"step_{FINAL_STEP}.state"), weights_only=True)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        metrics = [json.loads(line) for line in f]
-    return model, state, metrics
+    return load_run_outputs(run_dir, FINAL_STEP)
 
 
 def assert_same_run(a, b):
