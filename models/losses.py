@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_LABEL_ID = -100
+from dataset.common import IGNORE_LABEL_ID  # labels the loss skips (the loaders map ignore_label_id to it)
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
