@@ -29,7 +29,6 @@ from dataset.builder_common import (
     DatasetBuildError,
     atomic_output_dir,
     check_output_dir,
-    fetch_from_hub,
     folder_size,
     format_bytes,
     grid_metadata,
@@ -38,6 +37,7 @@ from dataset.builder_common import (
     read_puzzle_csv,
     run_cli,
     single_example_structure,
+    source_csv_paths,
     subsample_indices,
     text_histogram,
     verify_dataset,
@@ -231,15 +231,8 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
             print(f"Shortest path length (steps): mean {lengths.mean():.1f}, max {lengths.max()}")
             print(text_histogram(lengths, PATH_LEN_BINS))
     else:
-        splits = {}
-        for name in ("train", "test"):
-            if args.input_dir is not None:
-                path = Path(args.input_dir) / f"{name}.csv"
-            else:
-                path = Path(fetch_from_hub(args.source_repo, f"{name}.csv"))
-            print(f"Reading {path}")
-            splits[name] = read_maze_csv(path)
-        train, test = splits["train"], splits["test"]
+        paths = source_csv_paths(args.input_dir, args.source_repo)
+        train, test = read_maze_csv(paths["train"]), read_maze_csv(paths["test"])
         if train[0].shape[1:] != test[0].shape[1:] and len(train[0]) and len(test[0]):
             raise DatasetBuildError(f"train mazes are {train[0].shape[1]}x{train[0].shape[2]} but test mazes "
                                     f"{test[0].shape[1]}x{test[0].shape[2]}")

@@ -27,7 +27,6 @@ from dataset.builder_common import (
     DatasetBuildError,
     atomic_output_dir,
     check_output_dir,
-    fetch_from_hub,
     folder_size,
     format_bytes,
     grid_metadata,
@@ -36,6 +35,7 @@ from dataset.builder_common import (
     read_puzzle_csv,
     run_cli,
     single_example_structure,
+    source_csv_paths,
     subsample_indices,
     text_histogram,
     verify_dataset,
@@ -307,15 +307,8 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
                   f"median {np.median(all_ratings):.0f}, max {all_ratings.max()}")
             print(text_histogram(all_ratings, RATING_BINS))
     else:
-        splits = {}
-        for name in ("train", "test"):
-            if args.input_dir is not None:
-                path = Path(args.input_dir) / f"{name}.csv"
-            else:
-                path = Path(fetch_from_hub(args.source_repo, f"{name}.csv"))
-            print(f"Reading {path}")
-            splits[name] = read_sudoku_csv(path, args.min_difficulty)
-        train, test = splits["train"], splits["test"]
+        paths = source_csv_paths(args.input_dir, args.source_repo)
+        train, test = (read_sudoku_csv(paths[name], args.min_difficulty) for name in ("train", "test"))
 
     idx = subsample_indices(sub_rng, len(train), args.subsample_size)
     if idx is not None:

@@ -324,6 +324,16 @@ def fetch_from_hub(repo: str, filename: str) -> str:
         ) from None
 
 
+def source_csv_paths(input_dir: Optional[str], source_repo: str) -> Dict[str, Path]:
+    """train.csv and test.csv: the copies in `input_dir` when given, else downloaded from the hub repo."""
+    paths = {}
+    for name in ("train", "test"):
+        paths[name] = (Path(input_dir) / f"{name}.csv" if input_dir is not None
+                       else Path(fetch_from_hub(source_repo, f"{name}.csv")))
+        print(f"Reading {paths[name]}")
+    return paths
+
+
 def subsample_indices(rng: np.random.Generator, total: int, size: Optional[int]) -> Optional[np.ndarray]:
     """Indices of a random subset of `size` rows (no replacement), or None when no subsampling is needed."""
     if size is None or size >= total:
