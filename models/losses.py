@@ -14,7 +14,9 @@ def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Grows linearly rather than exponentially, which avoids the softmax collapse the HRM authors saw on small
     data sets.
     """
-    s = torch.where(x < 0, 1 / (1 - x), x + 1)
+    # clamp: the branch torch.where does not pick is still computed, and 1 / (1 - x) at x = 1 is infinite, whose
+    # zero-weighted gradient would be NaN.
+    s = torch.where(x < 0, 1 / (1 - x.clamp(max=0)), x + 1)
     return torch.log(s / s.sum(dim=dim, keepdim=True))
 
 

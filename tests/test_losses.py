@@ -35,3 +35,9 @@ def test_softmax_cross_entropy_matches_formula():
     want = -math.log(math.exp(3) / (math.exp(1) + math.exp(2) + math.exp(3)))
     assert got.item() == pytest.approx(want, rel=1e-6)
     assert softmax_cross_entropy(logits, torch.tensor([[IGNORE_LABEL_ID]])).item() == 0.0
+
+
+def test_stablemax_gradient_is_finite_at_logit_one():
+    logits = torch.tensor([[[1.0, 0.5, -0.3]]], requires_grad=True)
+    stablemax_cross_entropy(logits, torch.tensor([[1]])).sum().backward()
+    assert torch.isfinite(logits.grad).all()
