@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast clean
+.PHONY: install test test-fast demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 # Unit tests only.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# The CPU demo: build a 6x6 Sudoku dataset, train a small HRM, show held-out puzzles it solves (see README).
+# Extra arguments: make demo DEMO_ARGS="--seed 1"
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

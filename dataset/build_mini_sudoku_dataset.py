@@ -6,6 +6,9 @@ puzzles share no input with training ones.
 
     python dataset/build_mini_sudoku_dataset.py --output-dir data/sudoku6-2k --box-rows 2 --box-cols 3 \
         --generate 2000 --test-size 200
+
+`--max-blank-fraction 0.5` stops removing clues once half of the cells are blank (still a unique solution, no
+longer minimal): easier puzzles, faster to generate; `make demo` uses them.
 """
 import argparse
 import os
@@ -100,27 +103,34 @@ class MiniSudoku:
                 and all(set(boxes[i, :, j, :].ravel()) == want for i in range(boxes.shape[0])
                         for j in range(boxes.shape[2])))
 
-    def generate(self, rng: np.random.Generator) -> Tuple[List[int], List[int]]:
-        """A random minimal puzzle with a unique solution, and that solution."""
+    def generate(self, rng: np.random.Generator, max_blanks: Optional[int] = None) -> Tuple[List[int], List[int]]:
+        """A random puzzle with a unique solution, and that solution. Clues are removed in random order while the
+        solution stays unique: down to a minimal puzzle (no clue can go), or until `max_blanks` cells are blank."""
         solution: List[int] = []
         self.count_solutions([0] * self.size ** 2, limit=1, rng=rng, out=solution)
         puzzle = list(solution)
+        blanks = 0
         for cell in rng.permutation(len(puzzle)):
+            if max_blanks is not None and blanks >= max_blanks:
+                break
             digit, puzzle[cell] = puzzle[cell], 0
             if self.count_solutions(puzzle, limit=2) != 1:
                 puzzle[cell] = digit  # this clue is needed for uniqueness
+            else:
+                blanks += 1
         return puzzle, solution
 
 
-def generate_unique_puzzles(box_rows: int, box_cols: int, count: int, seed: int,
-                            progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-    """`count` puzzles with pairwise different inputs: (puzzles, solutions), each (count, size²) uint8."""
+def generate_unique_puzzles(box_rows: int, box_cols: int, count: int, seed: int, progress: bool = True,
+                            max_blanks: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """`count` puzzles with pairwise different inputs: (puzzles, solutions), each (count, size²) uint8.
+    Minimal puzzles by default; with `max_blanks`, puzzles with (at most) that many blank cells."""
     sudoku = MiniSudoku(box_rows, box_cols)
     rng = np.random.default_rng(seed)
     seen, puzzles, solutions = set(), [], []
     with tqdm(total=count, desc=f"{sudoku.size}x{sudoku.size} sudoku", disable=not progress) as bar:
         while len(puzzles) < count:
-            puzzle, solution = sudoku.generate(rng)
+            puzzle, solution = sudoku.generate(rng, max_blanks)
             if tuple(puzzle) not in seen:
                 seen.add(tuple(puzzle))
                 puzzles.append(puzzle)
@@ -129,9 +139,14 @@ def generate_unique_puzzles(box_rows: int, box_cols: int, count: int, seed: int,
     return np.array(puzzles, dtype=np.uint8), np.array(solutions, dtype=np.uint8)
 
 
-def build(output_dir: str, box_rows: int, box_cols: int, train_size: int, test_size: int, seed: int) -> None:
+def build(output_dir: str, box_rows: int, box_cols: int, train_size: int, test_size: int, seed: int,
+          max_blank_fraction: Optional[float] = None) -> None:
+    """Write train_size + test_size puzzles (held-out inputs all differ from training ones). Minimal puzzles by
+    default (~72% blank for 6x6); with max_blank_fraction, clues are removed only down to that fraction."""
     size = box_rows * box_cols
-    puzzles, solutions = generate_unique_puzzles(box_rows, box_cols, train_size + test_size, seed)
+    max_blanks = None if max_blank_fraction is None else int(max_blank_fraction * size * size)
+    puzzles, solutions = generate_unique_puzzles(box_rows, box_cols, train_size + test_size, seed,
+                                                 max_blanks=max_blanks)
     # Same token mapping as the 9x9 builder: 0 pad, 1 blank, digit d -> d + 1.
     splits = {"train": slice(0, train_size), "test": slice(train_size, train_size + test_size)}
     with atomic_output_dir(output_dir) as tmp_dir:
@@ -153,9 +168,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--box-cols", type=positive_int, default=3)
     parser.add_argument("--generate", type=positive_int, default=2000, help="number of training puzzles")
     parser.add_argument("--test-size", type=non_negative_int, default=200, help="number of held-out puzzles")
+    parser.add_argument("--max-blank-fraction", type=float, default=None,
+                        help="stop removing clues once this fraction of cells is blank (default: minimal puzzles); "
+                             "uniqueness always holds")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    build(args.output_dir, args.box_rows, args.box_cols, args.generate, args.test_size, args.seed)
+    if args.max_blank_fraction is not None and not 0 <= args.max_blank_fraction <= 1:
+        parser.error("--max-blank-fraction must be between 0 and 1")
+    build(args.output_dir, args.box_rows, args.box_cols, args.generate, args.test_size, args.seed,
+          args.max_blank_fraction)
 
 
 if __name__ == "__main__":
