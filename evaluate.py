@@ -6,7 +6,7 @@
     python evaluate.py checkpoint=.../step_1000 'evaluators=[{name: arc@ARC}]'
     torchrun --nproc-per-node 8 evaluate.py checkpoint=...
 
-The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a published HRM checkpoint's); the
+The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a published HRM/TRM checkpoint's); the
 checkpoint file is a model state dict, with or without torch.compile's `_orig_mod.` key prefix.
 """
 import json
@@ -16,22 +16,22 @@ import time
 from typing import List, Optional
 
 import pydantic
-import torch.distributed as dist
-import yaml
 from omegaconf import OmegaConf
 
-from dataset.puzzle_dataset import load_metadata
-from pretrain import USER_ERRORS, create_dataloader, create_evaluators, create_model, evaluate, init_distributed
+from training.build import create_dataloader, create_evaluators, create_model, training_metadata
+from training.distributed import close_distributed, init_distributed
+from training.errors import USER_ERRORS
+from training.evaluation import evaluate
+from training.run_config import load_run_config
 from utils.checkpoint import load_model_state_dict, load_weights
-from utils.config import (ConfigError, PretrainConfig, check_savable_outputs, format_validation_error,
-                          validate_config)
+from utils.config import ConfigError, check_savable_outputs, format_validation_error
 
 
 class EvalConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     checkpoint: str
-    data_path: Optional[str] = None          # default: the one the run was trained on
+    data_path: Optional[str] = None          # default: the one(s) the run was trained on
     save_outputs: List[str] = []              # written beside the checkpoint: <checkpoint>_all_preds.<rank>
     global_batch_size: Optional[int] = pydantic.Field(None, gt=0)  # default: the run's
     device: str = "auto"
@@ -51,30 +51,6 @@ def parse_args(argv: List[str]) -> EvalConfig:
         raise ConfigError(format_validation_error(err)) from None
 
 
-def load_run_config(eval_config: EvalConfig, world_size: int) -> PretrainConfig:
-    """The training config saved beside the checkpoint, with this evaluation's overrides."""
-    config_path = os.path.join(os.path.dirname(os.path.abspath(eval_config.checkpoint)), "all_config.yaml")
-    if not os.path.isfile(config_path):
-        raise ConfigError(f"no all_config.yaml beside {eval_config.checkpoint}; evaluate.py rebuilds the run "
-                          f"from it (copy the training run's all_config.yaml there)")
-    with open(config_path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
-    # Configs of other trainer versions may carry fields this one does not know; they do not affect evaluation.
-    unknown = sorted(set(raw) - set(PretrainConfig.model_fields))
-    if unknown:
-        print(f"note: ignoring fields of {config_path} unknown to this trainer: {', '.join(unknown)}")
-    raw = {k: v for k, v in raw.items() if k in PretrainConfig.model_fields}
-    raw.update(device=eval_config.device, compile=eval_config.compile, load_checkpoint=None, resume=None,
-               eval_save_outputs=eval_config.save_outputs)
-    if eval_config.data_path is not None:
-        raw["data_path"] = eval_config.data_path
-    if eval_config.global_batch_size is not None:
-        raw["global_batch_size"] = eval_config.global_batch_size
-    if eval_config.evaluators is not None:
-        raw["evaluators"] = eval_config.evaluators
-    return validate_config(raw, world_size)
-
-
 def halting_comparison(fixed: dict, adaptive: dict, sets: List[str]) -> str:
     """A small table: segments used, accuracy and wall time, always-max-steps vs adaptive halting."""
     lines = [f"{'halting':<10} {'set':<12} {'segments':>9} {'accuracy':>9} {'exact':>7} {'wall s':>8}"]
@@ -90,15 +66,16 @@ def main(argv: List[str]) -> None:
     eval_config = parse_args(argv)
     info = init_distributed(eval_config.device)
     try:
-        config = load_run_config(eval_config, info.world_size)
-        # Model sizes come from the dataset's metadata files; no training loader is built.
-        metadata = load_metadata(config.data_path, "train" if os.path.isdir(
-            os.path.join(config.data_path, "train")) else "test")
+        optional = {k: getattr(eval_config, k) for k in ("global_batch_size", "evaluators")
+                    if getattr(eval_config, k) is not None}
+        config = load_run_config(eval_config.checkpoint, info.world_size, data_path=eval_config.data_path,
+                                 device=eval_config.device, compile=eval_config.compile,
+                                 eval_save_outputs=eval_config.save_outputs, **optional)
         eval_loader = create_dataloader(config, "test", info)
-        model, forward = create_model(config, metadata, info)
+        model, forward = create_model(config, training_metadata(config), info)  # no training loader is built
         load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
 
-        evaluators = create_evaluators(config, eval_loader.metadata)
+        evaluators = create_evaluators(config, eval_loader)
         prefix = os.path.abspath(eval_config.checkpoint)
         modes = [False, True] if eval_config.adaptive_halting else [False]
         results = {}
@@ -114,8 +91,7 @@ def main(argv: List[str]) -> None:
             if eval_config.save_outputs:
                 print(f"outputs saved to {prefix}_all_preds.<rank>")
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        close_distributed()
 
 
 if __name__ == "__main__":

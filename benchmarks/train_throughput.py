@@ -1,11 +1,12 @@
-"""Training throughput of the HRM trainer: steps/s, samples/s, tokens/s, peak memory and MFU.
+"""Training throughput of the trainer (HRM and TRM): steps/s, samples/s, tokens/s, peak memory and MFU.
 
     python benchmarks/train_throughput.py --preset tiny --device cpu          # CPU; add --threads 1 if it is busy
-    python benchmarks/train_throughput.py --preset sudoku                     # published Sudoku, one GPU
-    python benchmarks/train_throughput.py --preset arc --out results.jsonl    # ARC shape (seq 900, batch 96)
+    python benchmarks/train_throughput.py --preset sudoku                     # published HRM Sudoku, one GPU
+    python benchmarks/train_throughput.py --preset arc --out results.jsonl    # HRM ARC shape (seq 900, batch 96)
+    python benchmarks/train_throughput.py --preset trm-sudoku-mlp             # TRM's Sudoku MLP run, one GPU
 
-The model, its loss head and both optimizers are built by pretrain.py's own helpers (`init_train_state`), and the
-step that is timed is `pretrain.train_batch` itself, on synthetic batches of the preset's shape (a few batches,
+The model, its loss head and both optimizers are built by the trainer's own helpers
+(`training.build.init_train_state`), and the step that is timed is `training.loop.train_batch` itself, on synthetic batches of the preset's shape (a few batches,
 generated once, cycled; pinned host memory on CUDA, so each step pays the same asynchronous host-to-device copy as
 with a pinned prefetching loader). No dataset is read: the loader is measured on its own by
 benchmarks/loader_throughput.py.
@@ -26,20 +27,27 @@ are from the median window. With torch.compile the dynamo counters are read befo
 any graph compiled while timing is reported as ``recompiles_during_timing`` (it must be 0).
 
 FLOPs (matmul FLOPs only, 2·m·n·k per matmul, counted analytically from the config; elementwise work, norms,
-softmax and the loss are not counted). With B = batch (per GPU), P = ceil(puzzle_emb_ndim / hidden) prefix
-positions, S = seq_len + P, h = hidden, I = SwiGLU inner width (round(expansion·h·2/3) rounded up to 256), V = vocab:
+softmax and the loss are not counted). With B = batch (per GPU), P = prefix positions (puzzle_emb_len, or
+ceil(puzzle_emb_ndim / hidden) when that is 0), S = seq_len + P, h = hidden, I = SwiGLU inner width
+(round(expansion·h·2/3) rounded up to 256), I_S = the same rule applied to S, V = vocab:
 
-    F_block = B · [ 2·S·h·(3h + h + 2I + I)     qkv, o, gate_up, down projections
-                  + 2·2·S²·h ]                   attention scores QK^T and the weighted sum AV (all heads)
+    F_block = B · [ 2·S·h·(2I + I)               channel SwiGLU: gate_up, down projections
+                  + 2·S·h·(3h + h) + 2·2·S²·h ]  attention: qkv, o projections, QK^T and AV (all heads)
+                  or, with mlp_t, 2·h·S·(2I_S + I_S)   the token-mixing SwiGLU instead of attention
     F_L = L_layers·F_block,  F_H = H_layers·F_block
     F_heads = 2·B·S·h·V + 2·B·h·2                lm_head (on all S positions, prefix sliced off) + q_head
-    F_segment = H_cycles·L_cycles·F_L + H_cycles·F_H + F_heads          one forward segment
 
+Module calls of one segment, and which of them get gradients:
+    HRM: H_cycles·L_cycles calls of L and H_cycles of H; the last L and the last H call with gradient.
+    TRM: H_cycles·(L_cycles + 1) calls of its one network L; the last L_cycles + 1 (the last cycle) with gradient.
+
+    F_segment = (calls of L)·F_L + (calls of H)·F_H + F_heads               one forward segment
     FLOPs per training step
-      = (H_cycles·L_cycles − 1)·F_L + (H_cycles − 1)·F_H     segment work under no_grad (forward only)
-      + 3·(F_L + F_H + F_heads)                              the last L and H calls and the heads: forward +
-                                                             backward (2× forward: input and weight gradients)
-      + F_segment                                            the extra no-grad segment for the target Q value
+      = F_segment − F_heads − F_grad_calls      the calls under no_grad (forward only)
+      + 3·(F_grad_calls + F_heads)              the calls with gradient and the heads: forward + backward
+                                                (2× forward: input and weight gradients)
+      + F_segment                               the extra no-grad segment for the target Q value (HRM's halting;
+                                                not with no_ACT_continue, TRM's default)
 
 For the published Sudoku setting (B 768, S 82, h 512, I 1536, 4+4 layers, H2 L2) this is 2.82e13 FLOPs per step,
 i.e. 16 module-call equivalents of F_L. MFU = flops_per_step · steps_per_s / peak_flops, where peak_flops is
@@ -71,14 +79,24 @@ if REPO not in sys.path:
 
 import torch  # noqa: E402
 
-import pretrain  # noqa: E402
 from dataset.common import PuzzleDatasetMetadata  # noqa: E402
+from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1  # noqa: E402
+from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1  # noqa: E402
+from training.build import init_train_state  # noqa: E402
+from training.distributed import single_process  # noqa: E402
+from training.loop import check_finite, train_batch  # noqa: E402
 from utils.config import PretrainConfig, validate_config  # noqa: E402
 from utils.device import default_forward_dtype, resolve_device  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
-# Presets. Anything not listed comes from config/cfg_pretrain.yaml and config/arch/hrm_v1.yaml (the published
-# HRM architecture: hidden 512, 8 heads, 4+4 layers, H2 L2, halt 16, rope, puzzle_emb_ndim = hidden).
+# Presets. Anything not listed comes from config/cfg_pretrain.yaml and the preset's config/arch/<arch_file>.yaml
+# (default hrm_v1: the published HRM architecture, hidden 512, 8 heads, 4+4 layers, H2 L2, halt 16, rope,
+# puzzle_emb_ndim = hidden; trm: TRM's, hidden 512, 2 layers, H3 L6, puzzle_emb_len 16, no_ACT_continue).
+
+# TRM's published runs (its README): weight decay 1.0 and EMA on; the cycles of each task.
+TRM_SUDOKU = dict(arch_file="trm", global_batch_size=768, seq_len=81, vocab_size=11, num_puzzle_identifiers=1,
+                  lr=1e-4, puzzle_emb_lr=1e-4, weight_decay=1.0, puzzle_emb_weight_decay=1.0, ema=True,
+                  arch=dict(L_layers=2, H_cycles=3, L_cycles=6))
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Small enough for a CPU: a 4x4-Sudoku-like shape.
@@ -93,6 +111,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "arc": dict(global_batch_size=96, seq_len=900, vocab_size=12, num_puzzle_identifiers=1_000_001),
     # Maze 30x30, per GPU.
     "maze": dict(global_batch_size=96, seq_len=900, vocab_size=6, num_puzzle_identifiers=1),
+    # TRM's Sudoku-Extreme runs, one GPU: attention with rope (74.7% in the paper) and mlp_t without positions
+    # (87.4%).
+    "trm-sudoku": TRM_SUDOKU,
+    "trm-sudoku-mlp": {**TRM_SUDOKU, "arch": {**TRM_SUDOKU["arch"], "mlp_t": True, "pos_encodings": "none"}},
+    # TRM's ARC-AGI run per GPU (768 global over 4 GPUs), L_cycles 4, ~1M puzzle identifiers.
+    "trm-arc": dict(arch_file="trm", global_batch_size=192, seq_len=900, vocab_size=12, num_puzzle_identifiers=1_000_001,
+                    ema=True, arch=dict(L_layers=2, H_cycles=3, L_cycles=4)),
 }
 
 DATA_KEYS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
@@ -106,14 +131,14 @@ NOMINAL_BF16_PEAKS = (("H200", 989.4e12), ("H100 PCIe", 756.0e12), ("H100 NVL", 
                       ("GH200", 989.4e12), ("A100", 312.0e12), ("L40S", 362.0e12), ("B200", 2250.0e12))
 
 
-def load_base_config() -> Dict[str, Any]:
-    """config/cfg_pretrain.yaml with config/arch/hrm_v1.yaml as `arch`, interpolations resolved (no Hydra)."""
+def load_base_config(arch_file: str = "hrm_v1") -> Dict[str, Any]:
+    """config/cfg_pretrain.yaml with config/arch/<arch_file>.yaml as `arch`, interpolations resolved (no Hydra)."""
     from omegaconf import OmegaConf
 
     base = OmegaConf.load(os.path.join(REPO, "config", "cfg_pretrain.yaml"))
     for key in ("defaults", "hydra"):
         base.pop(key, None)
-    base.arch = OmegaConf.load(os.path.join(REPO, "config", "arch", "hrm_v1.yaml"))
+    base.arch = OmegaConf.load(os.path.join(REPO, "config", "arch", f"{arch_file}.yaml"))
     return OmegaConf.to_container(base, resolve=True)
 
 
@@ -122,7 +147,7 @@ def build_config(preset: str, device: str, compile_model: bool, batch_size: Opti
                  arch_overrides: Optional[Dict[str, Any]] = None, overrides: Optional[Dict[str, Any]] = None):
     """(PretrainConfig, PuzzleDatasetMetadata) of a preset: the trainer's config tree, validated as pretrain.py does."""
     spec = json.loads(json.dumps(PRESETS[preset]))  # deep copy
-    raw = load_base_config()
+    raw = load_base_config(spec.pop("arch_file", "hrm_v1"))
     data = {k: spec.pop(k) for k in DATA_KEYS}
     if num_puzzle_ids is not None:
         data["num_puzzle_identifiers"] = num_puzzle_ids
@@ -153,28 +178,57 @@ def swiglu_inner(hidden_size: int, expansion: float) -> int:
     return -(inner // -256) * 256
 
 
+def block_flops(batch_size: int, total_len: int, hidden_size: int, expansion: float, mlp_t: bool) -> int:
+    """Matmul FLOPs of one block on a batch (see the module docstring)."""
+    B, S, h = batch_size, total_len, hidden_size
+    channel = 2 * S * h * 3 * swiglu_inner(h, expansion)
+    if mlp_t:
+        mix = 2 * h * S * 3 * swiglu_inner(S, expansion)
+    else:
+        mix = 2 * S * h * 4 * h + 2 * 2 * S * S * h
+    return B * (channel + mix)
+
+
+# (calls of L, calls of H, calls of L with gradient, calls of H with gradient) in one segment, per core.
+MODULE_CALLS = {
+    "hrm": lambda H_cycles, L_cycles: (H_cycles * L_cycles, H_cycles, 1, 1),
+    "trm": lambda H_cycles, L_cycles: (H_cycles * (L_cycles + 1), 0, L_cycles + 1, 0),
+}
+
+
+def core_of(model) -> str:
+    """The MODULE_CALLS key of an ACT model."""
+    if isinstance(model, TinyRecursiveReasoningModel_ACTV1):
+        return "trm"
+    if isinstance(model, HierarchicalReasoningModel_ACTV1):
+        return "hrm"
+    raise ValueError(f"no FLOP formula for {type(model).__name__}")
+
+
 def flop_breakdown(batch_size: int, seq_len: int, vocab_size: int, hidden_size: int, expansion: float,
                    puzzle_emb_ndim: int, H_layers: int, L_layers: int, H_cycles: int, L_cycles: int,
+                   core: str = "hrm", mlp_t: bool = False, puzzle_emb_len: int = 0, no_ACT_continue: bool = False,
                    **_ignored) -> Dict[str, int]:
     """Matmul FLOPs of one training step (see the module docstring), with the terms that make it up."""
     B, h, V = batch_size, hidden_size, vocab_size
-    S = seq_len + -(puzzle_emb_ndim // -h)
-    inner = swiglu_inner(h, expansion)
-    block = B * (2 * S * h * (3 * h + h + 2 * inner + inner) + 2 * 2 * S * S * h)
+    S = seq_len + (puzzle_emb_len if puzzle_emb_len > 0 else -(puzzle_emb_ndim // -h))
+    block = block_flops(B, S, h, expansion, mlp_t)
     f_l, f_h = L_layers * block, H_layers * block
     heads = 2 * B * S * h * V + 2 * B * h * 2
-    segment = H_cycles * L_cycles * f_l + H_cycles * f_h + heads
-    no_grad = (H_cycles * L_cycles - 1) * f_l + (H_cycles - 1) * f_h
-    grad_forward = f_l + f_h + heads
-    step = no_grad + 3 * grad_forward + segment
+    l_calls, h_calls, l_grad, h_grad = MODULE_CALLS[core](H_cycles, L_cycles)
+    segment = l_calls * f_l + h_calls * f_h + heads
+    grad_forward = l_grad * f_l + h_grad * f_h + heads
+    no_grad = segment - grad_forward
+    target_q_segment = 0 if no_ACT_continue else segment
+    step = no_grad + 3 * grad_forward + target_q_segment
     return dict(block=block, L_call=f_l, H_call=f_h, heads=heads, segment=segment, no_grad=no_grad,
-                grad_forward=grad_forward, grad_backward=2 * grad_forward, target_q_segment=segment, step=step)
+                grad_forward=grad_forward, grad_backward=2 * grad_forward, target_q_segment=target_q_segment,
+                step=step)
 
 
-def flops_per_step(model_config) -> int:
-    """FLOPs of one training step for a model config (the pydantic model config or a dict of its fields)."""
-    fields = model_config if isinstance(model_config, dict) else model_config.model_dump()
-    return flop_breakdown(**fields)["step"]
+def flops_per_step(model) -> int:
+    """FLOPs of one training step of an ACT model (HRM or TRM), from its config."""
+    return flop_breakdown(**model.config.model_dump(), core=core_of(model))["step"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,12 +373,12 @@ def make_batches(config: PretrainConfig, metadata: PuzzleDatasetMetadata, count:
 
 def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device: str,
                 compile_mode: Optional[str] = None):
-    """(state, info) through pretrain.py's helpers; `compile_mode` compiles here instead (same module)."""
-    info = pretrain.DistInfo(rank=0, world_size=1, local_rank=0, device=resolve_device(device))
+    """(state, info) through the trainer's helpers; `compile_mode` compiles here instead (same module)."""
+    info = single_process(resolve_device(device))
     torch.manual_seed(config.seed)
     if compile_mode is not None and config.compile:
         config = config.model_copy(update=dict(compile=False))
-        state = pretrain.init_train_state(config, metadata, info)
+        state = init_train_state(config, metadata, info)
         compiled = torch.compile(state.model, dynamic=False, mode=compile_mode)
         if "reduce-overhead" in compile_mode or compile_mode == "max-autotune":
             def forward(**kwargs):  # CUDA graphs: a new generation per training step
@@ -334,13 +388,13 @@ def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device:
         else:
             state.forward = compiled
     else:
-        state = pretrain.init_train_state(config, metadata, info)
+        state = init_train_state(config, metadata, info)
     state.total_steps = BEYOND_LAST_STEP  # the schedule's end (and its forced log) is never reached
     return state, info
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Measurement: every step is pretrain.train_batch; a variant is the config's log_interval
+# Measurement: every step is training.loop.train_batch; a variant is the config's log_interval
 
 
 def variant_name(log_interval: Optional[int]) -> str:
@@ -353,16 +407,16 @@ def with_log_interval(config: PretrainConfig, log_interval: Optional[int]) -> Pr
 
 
 def train_steps(config: PretrainConfig, state, info, batches, count: int) -> None:
-    """`count` steps of pretrain.train_batch, cycling the synthetic batches."""
+    """`count` steps of training.loop.train_batch, cycling the synthetic batches."""
     for _ in range(count):
-        pretrain.train_batch(config, state, batches[state.step % len(batches)], info)
+        train_batch(config, state, batches[state.step % len(batches)], info)
 
 
 def flush_pending_metrics(config: PretrainConfig, state, info) -> None:
     """Check the metric sums train_batch has not logged yet for NaN/Inf, as its next log would (one host sync,
     outside the timed windows), and drop them so that the next variant starts clean."""
     if state.pending_metrics:
-        pretrain._check_finite(state.pending_metrics, state.step, config.log_interval, info)
+        check_finite(state.pending_metrics, state.step, config.log_interval, info)
     state.pending_metrics, state.pending_steps = None, 0
 
 
@@ -421,7 +475,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     state, info = build_state(config, metadata, str(device), compile_mode=args.compile_mode)
     model_config = state.model.model.config
     forward_dtype = getattr(torch, model_config.forward_dtype)
-    flops = flop_breakdown(**model_config.model_dump())
+    flops = flop_breakdown(**model_config.model_dump(), core=core_of(state.model.model))
     batches = make_batches(config, metadata, count=args.num_batches, pin=device.type == "cuda" and not args.pageable)
     variants = {variant_name(n): with_log_interval(config, n) for n in args.log_intervals}
 
@@ -462,7 +516,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     summary = dict(
         steps_per_s=head["steps_per_s"], samples_per_s=head["samples_per_s"], tokens_per_s=head["tokens_per_s"],
         peak_mem_gib=head["peak_mem_gib"], mfu=head["mfu"], device=str(device), device_name=name,
-        torch=torch.__version__, cuda=torch.version.cuda, preset=args.preset, variant=head_name,
+        torch=torch.__version__, cuda=torch.version.cuda, preset=args.preset, model=type(state.model.model).__name__,
+        variant=head_name,
         log_intervals=[fig["log_interval"] for fig in results.values()],
         compile=compile_model, compile_mode=args.compile_mode if compile_model else None,
         ema=bool(getattr(config, "ema", False)), forward_dtype=model_config.forward_dtype,
@@ -525,7 +580,7 @@ def profile_steps(path: str, config, state, info, batches, steps: int = 5) -> No
 
 def format_table(summary: Dict[str, Any]) -> str:
     lines = [
-        f"HRM training throughput — preset {summary['preset']}, batch {summary['batch_size']}, seq "
+        f"training throughput — preset {summary['preset']} ({summary['model']}), batch {summary['batch_size']}, seq "
         f"{summary['seq_len']}, {summary['forward_dtype']}, compile={summary['compile']}"
         + (f" ({summary['compile_mode']})" if summary['compile_mode'] else ""),
         f"device {summary['device']} ({summary['device_name']}), torch {summary['torch']}, "
@@ -568,14 +623,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="torch.compile the model (default: on for CUDA, off elsewhere)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--compile-mode", default=None,
-                   help="torch.compile mode (default: pretrain.py's own compile, mode 'default'); e.g. "
+                   help="torch.compile mode (default: the trainer's own compile, mode 'default'); e.g. "
                         "reduce-overhead (CUDA graphs), max-autotune-no-cudagraphs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's (global = per GPU) batch")
     p.add_argument("--num-puzzle-ids", type=int, default=None, help="override the puzzle-embedding table rows")
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None,
                    help="forward dtype (default: bfloat16 on CUDA, float32 elsewhere)")
     p.add_argument("--log-intervals", default=f"1,{NEVER}",
-                   help="comma-separated config log_interval values to time pretrain.train_batch with, one after "
+                   help="comma-separated config log_interval values to time train_batch with, one after "
                         f"the other (1: host syncs every step; N: every N steps; {NEVER}: none while timing); "
                         "the first gives the headline figures")
     p.add_argument("--sdpa-backend", choices=("auto", "flash_attention", "efficient_attention", "cudnn_attention",

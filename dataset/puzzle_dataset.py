@@ -21,6 +21,12 @@ Evaluation (``test_set_mode=True``) walks every example of every set in file ord
 padded (``pad_id`` inputs, ``-100`` labels, ``blank_identifier_id`` puzzle ids) and the yielded effective batch
 size counts only real examples. No randomness is involved.
 
+Several datasets (``dataset_paths`` with more than one folder, TRM's ``data_paths``) are trained as one: their
+metadata must agree on vocab_size, seq_len, pad_id, ignore_label_id and blank_identifier_id; the sets of the
+i-th folder (i > 0) are renamed ``<set><i>`` (TRM's names); groups, puzzles and examples are concatenated, and the
+puzzle identifiers of each folder are shifted past those of the folders before it, so that puzzles of different
+datasets never share an embedding row (TRM's loader lets their identifiers collide).
+
 Exact resume: :meth:`PuzzleDataset.state_dict` records the iteration counter and how many batches the
 in-progress iteration has yielded; a new loader given that state through :meth:`PuzzleDataset.load_state_dict`
 regenerates the same order on its next ``__iter__`` and skips the batches already yielded (their indices are
@@ -47,10 +53,12 @@ from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
 
 __all__ = [
     "DatasetFormatError",
+    "DatasetSource",
     "DatasetNotFoundError",
     "PuzzleDataset",
     "PuzzleDatasetConfig",
     "iteration_rng",
+    "load_merged_metadata",
     "load_metadata",
 ]
 
@@ -73,12 +81,23 @@ class PuzzleDatasetConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     seed: int
-    dataset_path: str
+    dataset_paths: List[str] = pydantic.Field(min_length=1)
     global_batch_size: int
     test_set_mode: bool
     epochs_per_iter: int  # epochs yielded per call to __iter__ (training only)
     rank: int
     num_replicas: int
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _one_path_form(cls, data):
+        """`dataset_path=P` is the one-dataset form of `dataset_paths=[P]`."""
+        if isinstance(data, dict) and "dataset_path" in data:
+            data = dict(data)
+            if data.get("dataset_paths"):
+                raise ValueError("give dataset_path or dataset_paths, not both")
+            data["dataset_paths"] = [data.pop("dataset_path")]
+        return data
 
 
 def _build_hint(dataset_path: str) -> str:
@@ -128,6 +147,52 @@ def load_metadata(dataset_path: str, split: str) -> PuzzleDatasetMetadata:
     except pydantic.ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}" for err in e.errors())
         raise DatasetFormatError(f"Invalid dataset metadata {meta_path}: {problems}") from None
+
+
+# Metadata fields that every dataset trained together must share.
+_SHARED_FIELDS = ("vocab_size", "seq_len", "pad_id", "ignore_label_id", "blank_identifier_id")
+
+
+class DatasetSource(pydantic.BaseModel):
+    """One folder of a merged dataset: its set names in the merged dataset and its identifier offset."""
+
+    path: str
+    sets: Dict[str, str]  # the folder's set name -> its name in the merged dataset
+    identifier_offset: int
+
+
+def load_merged_metadata(dataset_paths: List[str], split: str) -> Tuple[PuzzleDatasetMetadata, List[DatasetSource]]:
+    """Metadata of several dataset folders trained as one (see the module docstring), and where each set is from.
+
+    One folder gives its own metadata unchanged. For several: total_groups and num_puzzle_identifiers add up,
+    mean_puzzle_examples is weighted by groups (so total_groups x mean_puzzle_examples, the examples of one
+    epoch, adds up too), sets are renamed. A folder whose shared fields differ from the first's is a
+    DatasetFormatError naming both.
+    """
+    metadatas = [load_metadata(path, split) for path in dataset_paths]
+    first = metadatas[0]
+    sources, sets, offset = [], [], 0
+    for i, (path, metadata) in enumerate(zip(dataset_paths, metadatas)):
+        differ = [f"{k} {getattr(metadata, k)} (first: {getattr(first, k)})" for k in _SHARED_FIELDS
+                  if getattr(metadata, k) != getattr(first, k)]
+        if differ:
+            raise DatasetFormatError(f"data_paths: {path} does not agree with {dataset_paths[0]}: "
+                                     f"{', '.join(differ)}; datasets trained together must share "
+                                     f"{', '.join(_SHARED_FIELDS)}")
+        names = {s: s if i == 0 else f"{s}{i}" for s in metadata.sets}
+        sources.append(DatasetSource(path=path, sets=names, identifier_offset=offset))
+        sets.extend(names.values())
+        offset += metadata.num_puzzle_identifiers
+    if len(metadatas) == 1:
+        return first, sources
+    total_groups = sum(m.total_groups for m in metadatas)
+    examples_per_epoch = sum(m.total_groups * m.mean_puzzle_examples for m in metadatas)
+    puzzles = [m.total_puzzles for m in metadatas]
+    merged = first.model_copy(update=dict(
+        num_puzzle_identifiers=offset, total_groups=total_groups, sets=sets,
+        mean_puzzle_examples=examples_per_epoch / total_groups if total_groups else 0.0,
+        total_puzzles=sum(puzzles) if None not in puzzles else None))
+    return merged, sources
 
 
 def iteration_rng(seed: int, counter: int) -> np.random.Generator:
@@ -240,13 +305,21 @@ class PuzzleDataset(IterableDataset):
 
         self.config = config
         self.split = split
-        self.metadata: PuzzleDatasetMetadata = load_metadata(config.dataset_path, split)
+        self.metadata, self.sources = load_merged_metadata(config.dataset_paths, split)
+        # merged set name -> (index of its folder, the folder's source, the set's name in that folder)
+        self._set_origin = {merged: (i, source, own) for i, source in enumerate(self.sources)
+                            for own, merged in source.sets.items()}
         self.local_batch_size = config.global_batch_size // config.num_replicas
 
         self._data: Optional[Dict[str, Dict[str, np.ndarray]]] = None
         self._iters = 0  # training iteration counter: +1 per set per __iter__ (as the original loader)
         self._progress: Optional[List[int]] = None  # [counter at start, batches yielded] of the current iteration
         self._resume: Optional[Tuple[int, int]] = None  # set by load_state_dict, consumed by the next __iter__
+
+    def source_of(self, set_name: str) -> Tuple[int, DatasetSource]:
+        """(index in dataset_paths, source) of a set of the merged dataset."""
+        index, source, _ = self._set_origin[set_name]
+        return index, source
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -308,15 +381,16 @@ class PuzzleDataset(IterableDataset):
     def _load(self) -> Dict[str, Dict[str, np.ndarray]]:
         if self._data is not None:
             return self._data
-        split_dir = os.path.join(self.config.dataset_path, self.split)
         seq_len = self.metadata.seq_len
         data: Dict[str, Dict[str, np.ndarray]] = {}
-        for set_name in self.metadata.sets:
+        for merged_name in self.metadata.sets:
+            _, source, set_name = self._set_origin[merged_name]
+            split_dir = os.path.join(source.path, self.split)
             arrays = {}
             for field in _ARRAY_FIELDS:
                 path = os.path.join(split_dir, f"{set_name}__{field}.npy")
                 if not os.path.isfile(path):
-                    raise _not_found(f"Array file of set '{set_name}'", path, self.config.dataset_path)
+                    raise _not_found(f"Array file of set '{set_name}'", path, source.path)
                 arrays[field] = np.load(path, mmap_mode="r" if field in _MMAP_FIELDS else None)
 
             def bad(msg: str) -> DatasetFormatError:
@@ -329,7 +403,7 @@ class PuzzleDataset(IterableDataset):
                 raise bad(f"labels have shape {labels.shape}, inputs {inputs.shape}")
             pidx = arrays["puzzle_indices"].astype(np.int64)
             gidx = arrays["group_indices"].astype(np.int64)
-            pids = arrays["puzzle_identifiers"].astype(np.int32)
+            pids = arrays["puzzle_identifiers"].astype(np.int32) + np.int32(source.identifier_offset)
             num_examples = inputs.shape[0]
             if pidx.ndim != 1 or pidx.size < 1 or pidx[0] != 0 or pidx[-1] != num_examples or np.any(np.diff(pidx) < 0):
                 raise bad(f"puzzle_indices must rise from 0 to the number of examples ({num_examples})")
@@ -340,7 +414,7 @@ class PuzzleDataset(IterableDataset):
             if np.any(np.diff(gidx) <= 0):
                 raise bad("every group needs at least one puzzle (group_indices must strictly increase)")
             arrays.update(puzzle_indices=pidx, group_indices=gidx, puzzle_identifiers=pids)
-            data[set_name] = arrays
+            data[merged_name] = arrays
         self._data = data
         return data
 
@@ -417,7 +491,7 @@ class PuzzleDataset(IterableDataset):
                 yield set_name, batch, B
             if produced == 0:
                 warnings.warn(
-                    f"Set '{set_name}' of {os.path.join(self.config.dataset_path, self.split)} has fewer examples "
+                    f"Set '{set_name}' of {os.path.join(self.source_of(set_name)[1].path, self.split)} has fewer examples "
                     f"over {self.config.epochs_per_iter} epoch(s) than one global batch ({B}): no training "
                     f"batch yielded; lower global_batch_size or raise epochs per iteration (eval_interval)",
                     stacklevel=2,

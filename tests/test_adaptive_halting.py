@@ -1,9 +1,10 @@
-"""Adaptive-halting inference (pretrain.evaluate with halt_on_q) against always running halt_max_steps."""
+"""Adaptive-halting inference (training.evaluation.evaluate with halt_on_q) against always running halt_max_steps."""
 import pytest
 import torch
 
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
-from pretrain import DistInfo, evaluate
+from training.distributed import DistInfo
+from training.evaluation import evaluate
 from utils.functions import load_model_class
 
 HALT_MAX = 4

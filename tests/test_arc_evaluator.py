@@ -337,15 +337,20 @@ def test_bad_options_and_missing_files(scenario, tmp_path):
 def test_created_from_the_config_like_the_trainer(scenario):
     from types import SimpleNamespace
 
-    from pretrain import create_evaluators
+    from dataset.puzzle_dataset import DatasetSource
+    from training.build import create_evaluators
     from utils.config import EvaluatorConfig
-    config = SimpleNamespace(data_path=scenario.path,
-                             evaluators=[EvaluatorConfig(name="arc@ARC", pass_ks=[1, 2], submission_k=2)])
-    (evaluator,) = create_evaluators(config, None)
-    assert isinstance(evaluator, ARC) and evaluator.pass_ks == [1, 2]
+    # A test loader over two folders: one evaluator per folder, fed that folder's own puzzle identifiers.
+    loader = SimpleNamespace(metadata=None, sources=[
+        DatasetSource(path=scenario.path, sets={"all": "all"}, identifier_offset=0),
+        DatasetSource(path=scenario.path, sets={"all": "all1"}, identifier_offset=7)])
+    config = SimpleNamespace(evaluators=[EvaluatorConfig(name="arc@ARC", pass_ks=[1, 2], submission_k=2)])
+    first, second = create_evaluators(config, loader)
+    assert isinstance(first.evaluator, ARC) and first.evaluator.pass_ks == [1, 2]
+    assert (first.dataset_index, first.identifier_offset, first.name) == (0, 0, "ARC")
+    assert (second.dataset_index, second.identifier_offset, second.name) == (1, 7, "ARC1")
     with pytest.raises(ConfigError, match="unexpected keyword"):
-        create_evaluators(SimpleNamespace(data_path=scenario.path,
-                                          evaluators=[EvaluatorConfig(name="arc@ARC", pass_k=[1])]), None)
+        create_evaluators(SimpleNamespace(evaluators=[EvaluatorConfig(name="arc@ARC", pass_k=[1])]), loader)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """benchmarks/train_throughput.py (and loader_throughput.py): runs on the CPU, counts FLOPs right, and times the
-trainer's own step (pretrain.train_batch) at each log interval."""
+trainer's own step (training.loop.train_batch) at each log interval."""
 import json
 import math
 import os
@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import loader_throughput as lt  # noqa: E402
 import train_throughput as tt  # noqa: E402
 
-import pretrain  # noqa: E402
+from training.errors import TrainingDivergedError  # noqa: E402
+from training.loop import train_batch  # noqa: E402
 
 REQUIRED_KEYS = ("steps_per_s", "samples_per_s", "tokens_per_s", "peak_mem_gib", "mfu", "device")
 QUICK = ["--device", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak-size", "256"]
@@ -100,7 +101,7 @@ def test_published_sudoku_flops_per_step():
 
 
 def test_flop_formula_matches_torch_flop_counter_on_a_real_step():
-    """The analytic count equals what torch's FlopCounterMode sees in one eager pretrain.train_batch step."""
+    """The analytic count equals what torch's FlopCounterMode sees in one eager train_batch step."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -108,8 +109,8 @@ def test_flop_formula_matches_torch_flop_counter_on_a_real_step():
     state, info = tt.build_state(config, metadata, "cpu")
     batch = tt.make_batches(config, metadata, count=1, pin=False)[0]
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:  # math: matmuls it can see
-        pretrain.train_batch(config, state, batch, info)
-    assert counter.get_total_flops() == tt.flops_per_step(state.model.model.config)
+        train_batch(config, state, batch, info)
+    assert counter.get_total_flops() == tt.flops_per_step(state.model.model)
 
 
 def test_never_variant_runs_the_trainers_step_without_logging_then_checks_the_sums():
@@ -119,13 +120,13 @@ def test_never_variant_runs_the_trainers_step_without_logging_then_checks_the_su
     quiet = tt.with_log_interval(config, None)
     assert quiet.log_interval > 10 ** 6 and config.log_interval == 1  # the preset keeps the trainer's default
     tt.train_steps(quiet, state, info, batches, 3)
-    assert state.step == state.pending_steps == 3  # pretrain.train_batch ran and has logged nothing yet
+    assert state.step == state.pending_steps == 3  # train_batch ran and has logged nothing yet
     tt.flush_pending_metrics(quiet, state, info)
     assert state.pending_metrics is None and state.pending_steps == 0
     # A NaN loss among the pending sums stops the benchmark as it would stop training at the next log.
     tt.train_steps(quiet, state, info, batches, 1)
     state.pending_metrics["lm_loss"] = torch.tensor(float("nan"), dtype=torch.float64)
-    with pytest.raises(pretrain.TrainingDivergedError):
+    with pytest.raises(TrainingDivergedError):
         tt.flush_pending_metrics(quiet, state, info)
 
 

@@ -16,6 +16,7 @@ def published_raw() -> dict:
     raw.pop("defaults")
     raw.pop("hydra")
     raw["arch"]["puzzle_emb_ndim"] = raw["arch"]["hidden_size"]  # what the ${.hidden_size} interpolation gives
+    raw["data_path"] = "data/arc-aug-1000"  # the YAML names no dataset
     return raw
 
 
@@ -38,10 +39,29 @@ def test_published_defaults():
 def test_yaml_optional_values_equal_field_defaults():
     """The YAML lists optional fields so Hydra can override them without '+'; they must not drift."""
     raw = published_raw()
-    published = {"eval_interval", "checkpoint_every_eval"}  # the published setting differs from the defaults
+    published = {"eval_interval", "checkpoint_every_eval", "data_path"}  # set above, or differ from the defaults
+    # Not listed, so that both original trainers' `+run_name=...` works (Hydra refuses '+' for a listed key).
+    unlisted = {"project_name", "run_name"}
     for name, field in PretrainConfig.model_fields.items():
-        if not field.is_required() and name not in published:
+        if name in unlisted:
+            assert name not in raw, name
+        elif not field.is_required() and name not in published:
             assert raw[name] == field.default, name
+
+
+def test_data_path_or_data_paths():
+    raw = published_raw()
+    config = validate_config(raw)
+    assert config.train_data_paths == config.test_data_paths == ["data/arc-aug-1000"]
+    raw.update(data_path=None, data_paths=["a", "b"], data_paths_test=["c"])
+    config = validate_config(raw)
+    assert config.train_data_paths == ["a", "b"] and config.test_data_paths == ["c"]
+    raw["data_path"] = "d"
+    with pytest.raises(ConfigError, match=r"data_path \(d\) and data_paths \(\['a', 'b'\]\) are both set"):
+        validate_config(raw)
+    raw.update(data_path=None, data_paths=[])
+    with pytest.raises(ConfigError, match="no training data: set data_path="):
+        validate_config(raw)
 
 
 def test_unknown_key_is_named():

@@ -285,7 +285,8 @@ def untrained_checkpoint(run_dir, data_path, **arch):
     import yaml
 
     from dataset.puzzle_dataset import load_metadata
-    from pretrain import create_model, init_distributed
+    from training.build import create_model
+    from training.distributed import init_distributed
     from utils.config import validate_config
 
     raw = {"arch": {"name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1",

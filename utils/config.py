@@ -56,7 +56,11 @@ class PretrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     arch: ArchConfig
-    data_path: str
+    # The training data: one dataset folder (HRM's data_path) or several trained as one (TRM's data_paths);
+    # evaluation uses data_paths_test when given, else the same folders (their test splits).
+    data_path: Optional[str] = None
+    data_paths: List[str] = []
+    data_paths_test: List[str] = []
 
     # Hyperparameters (published values in config/cfg_pretrain.yaml).
     global_batch_size: int = pydantic.Field(gt=0)
@@ -79,6 +83,8 @@ class PretrainConfig(pydantic.BaseModel):
     seed: int = 0
     checkpoint_every_eval: bool = False
     eval_interval: Optional[int] = pydantic.Field(None, gt=0)  # in epochs; None = evaluate once, at the end
+    # Blocks of eval_interval epochs trained before the first evaluation (TRM's name): blocks 0..N-1 skip it.
+    min_eval_interval: int = pydantic.Field(0, ge=0)
     eval_save_outputs: List[str] = []
     evaluators: List[EvaluatorConfig] = []  # e.g. [{name: arc@ARC}]: task metrics such as ARC pass@K
 
@@ -92,11 +98,22 @@ class PretrainConfig(pydantic.BaseModel):
     checkpoint_keep_last: Optional[int] = pydantic.Field(None, gt=0)  # delete older checkpoints; None keeps all
     ema: bool = False                # evaluate and save an exponential moving average of the weights
     ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
+    # Train only the puzzle embeddings (TRM's name): dense weights get no gradient and no optimizer.
+    freeze_weights: bool = False
     # Reduce and log training metrics every N steps (their mean over the N steps). Reading metrics makes the
     # host wait for the GPU, so N > 1 keeps it ahead; the NaN/Inf loss check runs at the same interval.
     log_interval: int = pydantic.Field(1, gt=0)
 
     _known_outputs = pydantic.field_validator("eval_save_outputs")(check_savable_outputs)
+
+    @pydantic.model_validator(mode="after")
+    def _one_data_source(self):
+        if self.data_path is not None and self.data_paths:
+            raise ValueError(f"data_path ({self.data_path}) and data_paths ({self.data_paths}) are both set; give "
+                             f"one dataset as data_path=... or several as data_paths=[...]")
+        if self.data_path is None and not self.data_paths:
+            raise ValueError("no training data: set data_path=<dataset folder> (or data_paths=[folder, ...])")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _eval_interval_divides_epochs(self):
@@ -121,6 +138,14 @@ class PretrainConfig(pydantic.BaseModel):
         if self.resume == "latest" and self.checkpoint_path is None:
             raise ValueError("resume=latest needs checkpoint_path=<run folder> to look in")
         return self
+
+    @property
+    def train_data_paths(self) -> List[str]:
+        return [self.data_path] if self.data_path is not None else list(self.data_paths)
+
+    @property
+    def test_data_paths(self) -> List[str]:
+        return list(self.data_paths_test) or self.train_data_paths
 
     @property
     def epochs_per_eval(self) -> int:

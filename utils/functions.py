@@ -33,7 +33,15 @@ def load_model_class(identifier: str, prefix: str = "models."):
     return cls
 
 
-def get_model_source_path(identifier: str, prefix: str = "models.") -> str:
-    """Path of the source file defining `identifier`'s module (copied beside checkpoints)."""
-    module_path, _ = _split(identifier)
-    return inspect.getfile(importlib.import_module(prefix + module_path))
+def get_model_source_paths(identifier: str, prefix: str = "models.") -> List[str]:
+    """Source files that define `identifier`'s class: its own file, then those of its base classes from the same
+    package (for a model: the recursion core and the shared ACT machinery), to copy beside checkpoints."""
+    cls = load_model_class(identifier, prefix)
+    package = prefix.rstrip(".")
+    paths = []
+    for base in inspect.getmro(cls):
+        if base.__module__.split(".")[0] == package:
+            path = inspect.getfile(base)
+            if path not in paths:
+                paths.append(path)
+    return paths

@@ -434,30 +434,43 @@ def _metadata_from_checkpoint(state: Dict[str, torch.Tensor], seq_len: Optional[
                                  else 1, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
 
 
+def _prefix_len(run, state: Dict[str, torch.Tensor]) -> int:
+    """Positions the model prepends for the puzzle embedding, from the run's arch config and the weights."""
+    from utils.functions import load_model_class
+
+    emb = state.get("model.inner.puzzle_emb.weights")
+    ndim = emb.shape[1] if emb is not None else 0
+    hidden = state["model.inner.embed_tokens.embedding_weight"].shape[1]
+    default = load_model_class(run.arch.name).config_class.model_fields["puzzle_emb_len"].default
+    length = run.arch.extra.get("puzzle_emb_len", default) if ndim else 0
+    return length if length > 0 else -(-ndim // hidden)
+
+
 def load_model(config: SolveConfig, seq_len_hint=None) -> LoadedModel:
     """Rebuild the run like evaluate.py: all_config.yaml beside the checkpoint, sizes from the dataset metadata
     (or, without the dataset, from the checkpoint's shapes), weights loaded strictly, evaluation mode."""
-    from dataset.puzzle_dataset import DatasetNotFoundError, load_metadata
-    from evaluate import EvalConfig, load_run_config
-    from pretrain import create_model, init_distributed
+    from dataset.puzzle_dataset import DatasetNotFoundError
+    from training.build import create_model, training_metadata
+    from training.distributed import init_distributed
+    from training.run_config import load_run_config
     from utils.checkpoint import load_model_state_dict, load_weights
 
-    run = load_run_config(EvalConfig(checkpoint=config.checkpoint, data_path=config.data_path, device=config.device,
-                                     compile=False, global_batch_size=1), world_size=1)
+    run = load_run_config(config.checkpoint, world_size=1, data_path=config.data_path, device=config.device,
+                          compile=False, global_batch_size=1)
     info = init_distributed(config.device)
     state = load_model_state_dict(config.checkpoint)
     notes = []
     identifiers = None
     try:
-        split = "train" if os.path.isdir(os.path.join(run.data_path, "train")) else "test"
-        metadata = load_metadata(run.data_path, split)
-        names_path = os.path.join(run.data_path, "identifiers.json")
+        metadata = training_metadata(run)
+        names_path = os.path.join(run.train_data_paths[0], "identifiers.json")
         if os.path.isfile(names_path):
             with open(names_path, encoding="utf-8") as f:
                 identifiers = json.load(f)
     except DatasetNotFoundError:
-        metadata = _metadata_from_checkpoint(state, seq_len_hint(state) if seq_len_hint else None)
-        notes.append(f"dataset {run.data_path} not found: sizes taken from the checkpoint (vocab "
+        metadata = _metadata_from_checkpoint(state, seq_len_hint(state, _prefix_len(run, state)) if seq_len_hint
+                                             else None)
+        notes.append(f"dataset {', '.join(run.train_data_paths)} not found: sizes taken from the checkpoint (vocab "
                      f"{metadata.vocab_size}, seq_len {metadata.seq_len})")
     model, _ = create_model(run, metadata, info)
     load_weights(model, state, config.checkpoint)
@@ -522,14 +535,14 @@ def _guess_task_from_input(text: str, file_name: Optional[str]) -> str:
 
 
 def _seq_len_for(task: str, text: str):
-    """A function of the checkpoint's weights giving seq_len, for runs whose dataset is not here."""
-    def hint(state: Dict[str, torch.Tensor]) -> int:
-        pos = state.get("model.inner.embed_pos.embedding_weight")
-        emb = state.get("model.inner.puzzle_emb.weights")
-        hidden = state["model.inner.embed_tokens.embedding_weight"].shape[1]
-        if pos is not None:  # learned positions cover the puzzle-embedding prefix too
-            prefix = -(-emb.shape[1] // hidden) if emb is not None and emb.shape[1] else 0
-            return pos.shape[0] - prefix
+    """A function of the checkpoint's weights (and the model's prefix length) giving seq_len, for runs whose
+    dataset is not here."""
+    def hint(state: Dict[str, torch.Tensor], prefix: int) -> int:
+        # Learned positions and mlp_t's token mixer span the puzzle-embedding prefix and the sequence.
+        spans = [v.shape[0] for k, v in state.items()
+                 if k == "model.inner.embed_pos.embedding_weight" or k.endswith("mlp_t.down_proj.weight")]
+        if spans:
+            return spans[0] - prefix
         if task == "arc":
             return ARC_SIDE * ARC_SIDE
         if task == "maze":
@@ -677,7 +690,7 @@ def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: O
 
 
 def main(argv: Sequence[str]) -> int:
-    from pretrain import USER_ERRORS
+    from training.errors import USER_ERRORS
 
     try:
         config = parse_args(argv)

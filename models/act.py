@@ -1,0 +1,353 @@
+"""The machinery every recursive reasoning model here shares: config, embeddings, heads, blocks, ACT wrapper.
+
+HRM (Wang et al. 2025) and TRM (Jolicoeur-Martineau 2025) differ only in their *recursion core*: which networks
+update the latent and the answer states, how often, and which of those calls get gradients. Everything around it
+is common and lives here:
+
+  * `ReasoningConfig`: the model config's shared fields and checks (a core's config subclasses it);
+  * `ReasoningBlock` / `ReasoningModule`: the post-norm block (attention, or TRM's `mlp_t` token mixer) and a
+    stack of blocks with its input injection;
+  * `RecursiveReasoningInner`: input embedding (tokens, the puzzle-embedding prefix, positions), the initial
+    states H_init / L_init, the LM and Q heads, and one segment around the core's `recurse`;
+  * `RecursiveReasoningACT`: the ACT wrapper (carry, reset of halted rows, halting rules, exploration, the optional
+    Q-learning target) and the interface the trainer uses (`sparse_embeddings`, `rng_state`, `config`).
+
+A new recursion core is one small file: a config subclass, an inner subclass that builds its levels and
+implements `recurse`, and an ACT subclass naming both (see models/hrm/hrm_act_v1.py, models/recursive_reasoning/
+trm.py).
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Tuple
+
+import pydantic
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.common import trunc_normal_init_
+from models.layers import Attention, CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding, SwiGLU, rms_norm
+from models.sparse_embedding import CastedSparseEmbedding
+
+Batch = Dict[str, torch.Tensor]
+
+
+class ReasoningConfig(pydantic.BaseModel):
+    """Fields every core takes (names of the original HRM and TRM configs); a core's config subclasses it."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    # Derived from the dataset and the run by the trainer.
+    batch_size: int = pydantic.Field(gt=0)
+    seq_len: int = pydantic.Field(gt=0)
+    num_puzzle_identifiers: int = pydantic.Field(gt=0)
+    vocab_size: int = pydantic.Field(gt=0)
+    # Architecture (config/arch/*.yaml).
+    puzzle_emb_ndim: int = pydantic.Field(0, ge=0)
+    # Positions prepended for the puzzle embedding; 0 = ceil(puzzle_emb_ndim / hidden_size) (HRM's rule).
+    puzzle_emb_len: int = pydantic.Field(0, ge=0)
+    H_cycles: int = pydantic.Field(gt=0)
+    L_cycles: int = pydantic.Field(gt=0)
+    H_layers: int = pydantic.Field(ge=0)
+    L_layers: int = pydantic.Field(gt=0)
+    hidden_size: int = pydantic.Field(gt=0)
+    expansion: float = pydantic.Field(gt=0)
+    num_heads: int = pydantic.Field(gt=0)
+    pos_encodings: Literal["rope", "learned", "none"]
+    # TRM's token-mixing MLP in place of attention (a SwiGLU over the sequence axis).
+    mlp_t: bool = False
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    halt_max_steps: int = pydantic.Field(gt=0)
+    halt_exploration_prob: float = pydantic.Field(ge=0.0, le=1.0)
+    # Halting rule in training: True halts where q_halt > 0 (TRM, no continue target); False where
+    # q_halt > q_continue, with the Q-learning target from one more segment (HRM).
+    no_ACT_continue: bool = False
+    forward_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    causal: bool = False  # accepted for compatibility with the original configs; these models attend both ways
+    # Seed of the generator behind ACT exploration (the trainer passes seed + rank).
+    seed: int = 0
+
+    @pydantic.model_validator(mode="after")
+    def _shapes_fit(self):
+        if not self.mlp_t and self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if not self.mlp_t and self.pos_encodings == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError("rope needs an even head dimension (hidden_size / num_heads)")
+        if self.puzzle_emb_ndim == 0 and self.puzzle_emb_len > 0:
+            raise ValueError(f"puzzle_emb_len is {self.puzzle_emb_len} but puzzle_emb_ndim is 0 (no puzzle "
+                             f"embedding to put there); set puzzle_emb_len=0 or puzzle_emb_ndim > 0")
+        if self.puzzle_emb_len * self.hidden_size and self.puzzle_emb_ndim > self.puzzle_emb_len * self.hidden_size:
+            raise ValueError(f"puzzle_emb_ndim ({self.puzzle_emb_ndim}) does not fit in puzzle_emb_len "
+                             f"({self.puzzle_emb_len}) positions of hidden_size {self.hidden_size}; raise "
+                             f"puzzle_emb_len or set it to 0 (sized automatically)")
+        return self
+
+    @property
+    def prefix_len(self) -> int:
+        """Positions in front of the tokens that hold the puzzle embedding."""
+        if self.puzzle_emb_len > 0:
+            return self.puzzle_emb_len
+        return -(self.puzzle_emb_ndim // -self.hidden_size)
+
+    @property
+    def total_len(self) -> int:
+        """Length of the states and of the position tables: prefix + tokens."""
+        return self.seq_len + self.prefix_len
+
+
+@dataclass
+class InnerCarry:
+    z_H: torch.Tensor          # HRM: the high-level state; TRM: the current answer ("y")
+    z_L: torch.Tensor          # HRM: the low-level state; TRM: the latent ("z")
+
+
+@dataclass
+class ACTCarry:
+    inner_carry: InnerCarry
+    steps: torch.Tensor        # (batch,) int32: segments run on the current puzzle
+    halted: torch.Tensor       # (batch,) bool: row finished; replaced by new data on the next call
+    current_data: Batch        # the batch rows each sequence is working on
+
+
+class ReasoningBlock(nn.Module):
+    """Post-norm block: x = norm(x + mix(x)); x = norm(x + mlp(x)).
+
+    `mix` is bidirectional attention, or with `mlp_t` (TRM) a SwiGLU across the token axis: the states are
+    transposed to (batch, hidden, tokens), mixed and normalised over the tokens, and transposed back.
+    """
+
+    def __init__(self, config: ReasoningConfig):
+        super().__init__()
+        self.norm_eps = config.rms_norm_eps
+        self.token_mlp = config.mlp_t
+        if self.token_mlp:
+            self.mlp_t = SwiGLU(config.total_len, config.expansion)
+        else:
+            self.self_attn = Attention(config.hidden_size, config.num_heads, causal=config.causal)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+
+    def forward(self, hidden_states: torch.Tensor, cos_sin: Optional[CosSin]) -> torch.Tensor:
+        if self.token_mlp:
+            transposed = hidden_states.transpose(1, 2)
+            hidden_states = rms_norm(transposed + self.mlp_t(transposed), self.norm_eps).transpose(1, 2)
+        else:
+            hidden_states = rms_norm(hidden_states + self.self_attn(hidden_states, cos_sin), self.norm_eps)
+        return rms_norm(hidden_states + self.mlp(hidden_states), self.norm_eps)
+
+
+class ReasoningModule(nn.Module):
+    """A stack of blocks applied to (state + injected input): HRM's H or L module, TRM's single network."""
+
+    def __init__(self, config: ReasoningConfig, num_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList([ReasoningBlock(config) for _ in range(num_layers)])
+
+    def forward(self, hidden_states: torch.Tensor, injection: torch.Tensor,
+                cos_sin: Optional[CosSin]) -> torch.Tensor:
+        hidden_states = hidden_states + injection
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, cos_sin)
+        return hidden_states
+
+
+class RecursiveReasoningInner(nn.Module):
+    """One segment: embed the input, run the core's recursion from the carry, read the LM and Q heads.
+
+    Subclasses build their reasoning modules in `build_levels` and implement `recurse`.
+    """
+
+    def __init__(self, config: ReasoningConfig):
+        super().__init__()
+        self.config = config
+        self.forward_dtype = getattr(torch, config.forward_dtype)
+        hidden = config.hidden_size
+
+        # Embeddings are scaled up by sqrt(hidden) in the forward, so they start at std 1/sqrt(hidden).
+        self.embed_scale = math.sqrt(hidden)
+        embed_init_std = 1.0 / self.embed_scale
+        self.embed_tokens = CastedEmbedding(config.vocab_size, hidden, init_std=embed_init_std,
+                                            cast_to=self.forward_dtype)
+        self.lm_head = CastedLinear(hidden, config.vocab_size, bias=False)
+        self.q_head = CastedLinear(hidden, 2, bias=True)
+
+        self.puzzle_emb_len = config.prefix_len
+        if config.puzzle_emb_ndim > 0:
+            # Zero init: a new puzzle starts with no identity and learns one (sparse SignSGD, DESIGN §5).
+            self.puzzle_emb = CastedSparseEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim,
+                                                    batch_size=config.batch_size, init_std=0.0,
+                                                    cast_to=self.forward_dtype)
+
+        # mlp_t blocks have no attention to rotate: rope is then a no-op (as in TRM), so no tables are built.
+        self.uses_rope = config.pos_encodings == "rope" and not config.mlp_t
+        if self.uses_rope:
+            self.rotary_emb = RotaryEmbedding(hidden // config.num_heads, max_position_embeddings=config.total_len,
+                                              base=config.rope_theta)
+        elif config.pos_encodings == "learned":
+            self.embed_pos = CastedEmbedding(config.total_len, hidden, init_std=embed_init_std,
+                                             cast_to=self.forward_dtype)
+
+        self.build_levels()
+
+        self.H_init = nn.Buffer(trunc_normal_init_(torch.empty(hidden, dtype=self.forward_dtype), std=1.0),
+                                persistent=True)
+        self.L_init = nn.Buffer(trunc_normal_init_(torch.empty(hidden, dtype=self.forward_dtype), std=1.0),
+                                persistent=True)
+
+        # Q head starts by strongly preferring "continue" (sigmoid(-5) ~ 0.7%), so early training is not cut
+        # short by random halting (HRM paper §3.3).
+        with torch.no_grad():
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+
+    # -- the core ----------------------------------------------------------------------------------------------
+
+    def build_levels(self) -> None:
+        """Create the reasoning modules (their attribute names are the state-dict names)."""
+        raise NotImplementedError
+
+    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One segment's recursion from the carried states and the input embedding -> new (z_H, z_L)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------------------------
+
+    def input_embeddings(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        embedding = self.embed_tokens(inputs.to(torch.int32))
+        if self.config.puzzle_emb_ndim > 0:
+            # The puzzle embedding fills the start of the flattened prefix; the rest of it stays zero.
+            puzzle_embedding = self.puzzle_emb(puzzle_identifiers)
+            pad = self.puzzle_emb_len * self.config.hidden_size - puzzle_embedding.shape[-1]
+            if pad > 0:
+                puzzle_embedding = F.pad(puzzle_embedding, (0, pad))
+            prefix = puzzle_embedding.view(-1, self.puzzle_emb_len, self.config.hidden_size)
+            embedding = torch.cat((prefix, embedding), dim=-2)
+        if self.config.pos_encodings == "learned":
+            # Scale by 1/sqrt(2) so the sum of two unit-variance embeddings keeps unit variance.
+            embedding = (embedding + self.embed_pos.embedding_weight.to(self.forward_dtype)) / math.sqrt(2.0)
+        return self.embed_scale * embedding
+
+    def empty_carry(self, batch_size: int, device: torch.device) -> InnerCarry:
+        shape = (batch_size, self.config.total_len, self.config.hidden_size)
+        # Every row is reset to H_init/L_init before use; zeros (not torch.empty) keep the carry deterministic,
+        # which exact-resume checks compare.
+        return InnerCarry(z_H=torch.zeros(shape, dtype=self.forward_dtype, device=device),
+                          z_L=torch.zeros(shape, dtype=self.forward_dtype, device=device))
+
+    def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
+        reset = reset.view(-1, 1, 1)
+        return InnerCarry(z_H=torch.where(reset, self.H_init, carry.z_H),
+                          z_L=torch.where(reset, self.L_init, carry.z_L))
+
+    def forward(self, carry: InnerCarry, batch: Batch
+                ) -> Tuple[InnerCarry, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        cos_sin = self.rotary_emb() if self.uses_rope else None
+        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
+        z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, cos_sin)
+        new_carry = InnerCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
+        q_logits = self.q_head(z_H[:, 0]).to(torch.float32)
+        return new_carry, logits, (q_logits[..., 0], q_logits[..., 1])
+
+
+class RecursiveReasoningACT(nn.Module):
+    """ACT wrapper: one call = one segment for every row; halted rows pick up new puzzles from the batch.
+
+    What the trainer may use (and nothing else of a model's internals):
+      * `config`                  the validated model config;
+      * `initial_carry(batch)`, `forward(carry, batch, halt_on_q=False)`;
+      * `sparse_embeddings()`     the tables trained by the sparse SignSGD (buffers, not parameters);
+      * `rng_state()` / `load_rng_state(state)`  the model's own random generators, for exact resume.
+    """
+
+    config_class = ReasoningConfig
+    inner_class = RecursiveReasoningInner
+
+    def __init__(self, config_dict: dict):
+        super().__init__()
+        self.config = self.config_class(**config_dict)
+        self.inner = self.inner_class(self.config)
+        # ACT exploration draws from its own generator (created on the model's device at first use), so runs
+        # are reproducible from the config seed and the state can be checkpointed.
+        self._generator: Optional[torch.Generator] = None
+
+    # -- the trainer's interface ---------------------------------------------------------------------------------
+
+    def sparse_embeddings(self) -> List[CastedSparseEmbedding]:
+        return [m for m in self.modules() if isinstance(m, CastedSparseEmbedding)]
+
+    def _device(self) -> torch.device:
+        return self.inner.H_init.device
+
+    def exploration_generator(self) -> torch.Generator:
+        device = self._device()
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.config.seed)
+        return self._generator
+
+    def rng_state(self) -> Dict[str, torch.Tensor]:
+        return {"exploration": self.exploration_generator().get_state().cpu()}
+
+    def load_rng_state(self, state: Dict[str, torch.Tensor]) -> None:
+        self.exploration_generator().set_state(state["exploration"])
+
+    # -- ACT ---------------------------------------------------------------------------------------------------
+
+    # Outside torch.compile: a generator argument cannot be traced (graph breaks and a recompile otherwise).
+    @torch.compiler.disable
+    def _exploration_min_steps(self, steps: torch.Tensor) -> torch.Tensor:
+        """Exploration: with probability halt_exploration_prob a row must run at least U{2..max} segments."""
+        gen = self.exploration_generator()
+        explore = torch.rand(steps.shape, generator=gen, device=steps.device) < self.config.halt_exploration_prob
+        min_steps = torch.randint(2, self.config.halt_max_steps + 1, steps.shape, generator=gen, device=steps.device,
+                                  dtype=steps.dtype)
+        return explore * min_steps
+
+    def initial_carry(self, batch: Batch) -> ACTCarry:
+        batch_size = batch["inputs"].shape[0]
+        device = batch["inputs"].device
+        return ACTCarry(
+            inner_carry=self.inner.empty_carry(batch_size, device),
+            steps=torch.zeros(batch_size, dtype=torch.int32, device=device),
+            halted=torch.ones(batch_size, dtype=torch.bool, device=device),  # all halted: first call loads data
+            current_data={k: torch.zeros_like(v) for k, v in batch.items()},
+        )
+
+    def _wants_halt(self, q_halt_logits: torch.Tensor, q_continue_logits: torch.Tensor) -> torch.Tensor:
+        if self.config.no_ACT_continue:
+            return q_halt_logits > 0  # TRM: sigmoid(q_halt) > 0.5, the head's belief that the answer is right
+        return q_halt_logits > q_continue_logits
+
+    def forward(self, carry: ACTCarry, batch: Batch, halt_on_q: bool = False
+                ) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
+        """One segment. In evaluation, rows run halt_max_steps segments, or with `halt_on_q` stop as soon as
+        their Q head says halt (adaptive inference)."""
+        halted = carry.halted
+        inner_carry = self.inner.reset_carry(halted, carry.inner_carry)
+        steps = torch.where(halted, 0, carry.steps)
+        current_data = {k: torch.where(halted.view((-1,) + (1,) * (batch[k].ndim - 1)), batch[k], v)
+                        for k, v in carry.current_data.items()}
+
+        inner_carry, logits, (q_halt_logits, q_continue_logits) = self.inner(inner_carry, current_data)
+        outputs = {"logits": logits, "q_halt_logits": q_halt_logits, "q_continue_logits": q_continue_logits}
+
+        with torch.no_grad():
+            steps = steps + 1
+            is_last_step = steps >= self.config.halt_max_steps
+            halted = is_last_step
+            # Evaluation runs halt_max_steps segments by default, so batches are comparable and static in shape.
+            if halt_on_q and not self.training:
+                halted = halted | self._wants_halt(q_halt_logits, q_continue_logits)
+            if self.training and self.config.halt_max_steps > 1:
+                halted = halted | self._wants_halt(q_halt_logits, q_continue_logits)
+                halted = halted & (steps >= self._exploration_min_steps(steps))
+
+                if not self.config.no_ACT_continue:
+                    # Q-learning target for "continue": the value of the next segment (no gradient, HRM eq. 5).
+                    _, _, (next_q_halt, next_q_continue) = self.inner(inner_carry, current_data)
+                    outputs["target_q_continue"] = torch.sigmoid(
+                        torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
+
+        return ACTCarry(inner_carry, steps, halted, current_data), outputs

@@ -1,0 +1,172 @@
+"""Building a run from its config: data loaders, the model in its loss head, optimizers, evaluators, train state."""
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import pydantic
+import torch
+from torch import nn
+
+from dataset.common import PuzzleDatasetMetadata
+from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
+from evaluators import Evaluator
+from models.adam_atan2 import build_adam_atan2
+from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from training.distributed import DistInfo, broadcast_module
+from utils.checkpoint import load_model_state_dict, load_weights
+from utils.config import ConfigError, PretrainConfig, format_validation_error
+from utils.device import default_compile, default_forward_dtype, is_cuda
+from utils.ema import ModelEMA
+from utils.functions import load_model_class
+
+# Model config keys the trainer derives from the dataset and the run; setting them under arch is an error.
+DERIVED_ARCH_KEYS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
+
+
+@dataclass
+class BoundEvaluator:
+    """An evaluator fed the rows of one dataset of the (possibly merged) test loader."""
+
+    evaluator: Evaluator
+    dataset_index: int         # position in the test data paths
+    identifier_offset: int     # subtracted from the merged puzzle identifiers: the dataset's own ids again
+
+    @property
+    def name(self) -> str:
+        """Folder suffix and metric-group suffix: the class name, plus the dataset index after the first."""
+        return f"{type(self.evaluator).__name__}{self.dataset_index or ''}"
+
+
+@dataclass
+class TrainState:
+    model: nn.Module        # loss head around the model; its state_dict has the published key names
+    forward: Callable       # `model`, or its torch.compile'd version
+    optimizers: List[torch.optim.Optimizer]
+    optimizer_lrs: List[float]
+    carry: Any              # ACT carry, persists across training batches
+    step: int
+    total_steps: int
+    ema: Optional[ModelEMA] = None
+    block: int = 0          # index of the current block of eval_interval epochs
+    # Training metric sums since the last log, kept on the device (reading them is a host sync).
+    pending_metrics: Optional[Dict[str, torch.Tensor]] = None
+    pending_steps: int = 0
+    evaluators: Sequence[BoundEvaluator] = ()
+
+
+def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
+    return PuzzleDataset(PuzzleDatasetConfig(
+        seed=config.seed,
+        dataset_paths=config.train_data_paths if split == "train" else config.test_data_paths,
+        global_batch_size=config.global_batch_size,
+        test_set_mode=split != "train",
+        epochs_per_iter=config.epochs_per_eval,
+        rank=info.rank,
+        num_replicas=info.world_size,
+    ), split=split)
+
+
+def training_metadata(config: PretrainConfig) -> PuzzleDatasetMetadata:
+    """The metadata a run's model is sized from: its training folders' train split (their test split where only
+    that is here, e.g. an evaluation-only copy of a dataset)."""
+    paths = config.train_data_paths
+    split = "train" if all(os.path.isdir(os.path.join(p, "train")) for p in paths) else "test"
+    return load_merged_metadata(paths, split)[0]
+
+
+def instantiate(cls, where: str, *args, **kwargs):
+    """Build a model, loss head or evaluator from config keys, turning a bad key into a one-line ConfigError."""
+    try:
+        return cls(*args, **kwargs)
+    except pydantic.ValidationError as err:
+        raise ConfigError(f"{where}: {format_validation_error(err)}") from None
+    except TypeError as err:  # e.g. an unexpected keyword argument for the loss head
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def model_config_dict(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> dict:
+    """The model's config: the arch keys, over the trainer's defaults, plus the sizes derived from the data."""
+    given = config.arch.extra
+    derived = sorted(set(given) & set(DERIVED_ARCH_KEYS))
+    if derived:
+        raise ConfigError(f"arch.{derived[0]} is set by the trainer (batch_size from global_batch_size and the "
+                          f"number of processes; seq_len, vocab_size, num_puzzle_identifiers from the dataset); "
+                          f"remove it from the arch config")
+    model_cfg = {"forward_dtype": default_forward_dtype(info.device), "seed": config.seed, **given}
+    model_cfg.update(
+        batch_size=config.global_batch_size // info.world_size,
+        vocab_size=metadata.vocab_size,
+        seq_len=metadata.seq_len,
+        num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+        seed=model_cfg["seed"] + info.rank,  # ACT exploration differs per rank, reproducibly
+    )
+    return model_cfg
+
+
+def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> Tuple[nn.Module, Callable]:
+    """Model wrapped in its loss head, on the device, identical on every rank; plus the (compiled) forward."""
+    model_cls = load_model_class(config.arch.name)
+    loss_head_cls = load_model_class(config.arch.loss.name)
+    model_cfg = model_config_dict(config, metadata, info)
+
+    torch.manual_seed(config.seed)  # initial weights depend on the seed only (and are broadcast anyway)
+    with torch.device(info.device):  # build in place: no CPU copy of a large puzzle-embedding table
+        model = instantiate(model_cls, "arch", model_cfg)
+        model = instantiate(loss_head_cls, "arch.loss", model, **config.arch.loss.extra)
+
+    if config.load_checkpoint is not None:
+        load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint,
+                     resize_puzzle_emb=True)
+    if config.freeze_weights:
+        if not model.model.sparse_embeddings():
+            raise ConfigError("freeze_weights=true trains only the puzzle embeddings, but this model has none "
+                              "(arch.puzzle_emb_ndim is 0)")
+        model.requires_grad_(False)  # the puzzle rows are buffers with their own optimizer: they still learn
+
+    if info.world_size > 1:
+        broadcast_module(model)
+
+    use_compile = config.compile if config.compile is not None else default_compile(info.device)
+    forward = torch.compile(model, dynamic=False) if use_compile else model
+    return model, forward
+
+
+def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo
+                      ) -> Tuple[List[torch.optim.Optimizer], List[float]]:
+    """Sparse SignSGD for each puzzle-embedding table, AdamATan2 for the dense parameters that train."""
+    optimizers, lrs = [], []
+    for table in model.model.sparse_embeddings():
+        optimizers.append(CastedSparseEmbeddingSignSGD_Distributed(
+            table.buffers(), world_size=info.world_size, lr=0.0,  # lr set every step
+            weight_decay=config.puzzle_emb_weight_decay))
+        lrs.append(config.puzzle_emb_lr)
+    dense = [p for p in model.parameters() if p.requires_grad]
+    if dense:  # none with freeze_weights
+        optimizers.append(build_adam_atan2(dense, lr=0.0, betas=(config.beta1, config.beta2),
+                                           weight_decay=config.weight_decay, on_cuda=is_cuda(info.device)))
+        lrs.append(config.lr)
+    return optimizers, lrs
+
+
+def create_evaluators(config: PretrainConfig, eval_loader: PuzzleDataset) -> List[BoundEvaluator]:
+    """Task evaluators ("module@Class" under evaluators/, e.g. ARC pass@K), one per test dataset."""
+    bound = []
+    for index, source in enumerate(eval_loader.sources):
+        for spec in config.evaluators:
+            cls = load_model_class(spec.name, prefix="evaluators.")
+            evaluator = instantiate(cls, f"evaluators ({spec.name})", source.path, eval_loader.metadata,
+                                    **spec.extra)
+            bound.append(BoundEvaluator(evaluator, index, source.identifier_offset))
+    return bound
+
+
+def total_train_steps(config: PretrainConfig, metadata: PuzzleDatasetMetadata) -> int:
+    return int(config.epochs * metadata.total_groups * metadata.mean_puzzle_examples / config.global_batch_size)
+
+
+def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> TrainState:
+    model, forward = create_model(config, metadata, info)
+    optimizers, lrs = create_optimizers(config, model, info)
+    ema = ModelEMA(model, config.ema_rate) if config.ema else None
+    return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
+                      total_steps=total_train_steps(config, metadata), ema=ema)

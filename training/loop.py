@@ -1,0 +1,119 @@
+"""The training loop: optimizer steps on global batches, periodic evaluation and checkpoints (DESIGN §7)."""
+from contextlib import nullcontext
+from typing import Dict, Optional
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from dataset.puzzle_dataset import PuzzleDataset
+from training.build import TrainState
+from training.checkpointing import save_train_state
+from training.distributed import DistInfo, all_reduce_gradients, reduce_metric_sums
+from training.errors import TrainingDivergedError
+from training.evaluation import evaluate, to_device
+from utils.checkpoint import checkpoint_path
+from utils.config import PretrainConfig
+from utils.run_logger import RunLogger
+from utils.schedule import cosine_schedule_with_warmup_lr
+
+
+def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
+                ) -> Optional[Dict[str, float]]:
+    """One optimizer step on one global batch. Every log_interval steps (and at the last) returns the metrics
+    of those steps reduced over ranks, on rank 0; otherwise None, without waiting for the device."""
+    state.step += 1
+
+    batch = to_device(batch, info.device)
+    if state.carry is None:
+        state.carry = state.model.initial_carry(batch)
+    state.carry, loss, metrics, _, _ = state.forward(carry=state.carry, batch=batch, return_keys=())
+    state.pending_metrics = {k: v.detach().to(torch.float64) + (state.pending_metrics or {}).get(k, 0)
+                             for k, v in metrics.items()}
+    state.pending_steps += 1
+    log_now = state.step % config.log_interval == 0 or state.step == state.total_steps
+    if log_now:  # the step's host syncs, once per interval: this check and the metric reduction below
+        check_finite(state.pending_metrics, state.step, config.log_interval, info)
+
+    ((1.0 / config.global_batch_size) * loss).backward()
+    all_reduce_gradients(state.model, info.world_size)
+
+    lr = 0.0
+    for optimizer, base_lr in zip(state.optimizers, state.optimizer_lrs):
+        lr = cosine_schedule_with_warmup_lr(state.step - 1, base_lr, config.lr_warmup_steps, state.total_steps,
+                                            config.lr_min_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(state.model)
+
+    if not log_now:
+        return None
+    sums = reduce_metric_sums(state.pending_metrics, info)
+    steps, state.pending_metrics, state.pending_steps = state.pending_steps, None, 0
+    if info.rank != 0:
+        return None
+    count = max(sums.pop("count"), 1.0)
+    # Losses are sums over the batches, averaged per sample; accuracies are sums over halted rows.
+    logged = {f"train/{k}": v / (config.global_batch_size * steps if k.endswith("loss") else count)
+              for k, v in sums.items()}
+    logged["train/lr"] = lr  # the last optimizer's (the dense one, unless freeze_weights)
+    return logged
+
+
+def check_finite(metric_sums: Dict[str, torch.Tensor], step: int, log_interval: int, info: DistInfo) -> None:
+    """Stop on a NaN/Inf loss, before this step's update; all ranks agree, so none is left waiting."""
+    losses = torch.stack([v for k, v in metric_sums.items() if k.endswith("loss")])
+    ok = torch.isfinite(losses).all().to(torch.int32)
+    if info.world_size > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    if not bool(ok):
+        within = f" (or up to {log_interval - 1} steps before: checked every log_interval)" if log_interval > 1 else ""
+        raise TrainingDivergedError(
+            f"the loss became non-finite at step {step}{within}; stopped before this step's update, without "
+            f"saving (the last checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
+
+
+def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, info: DistInfo
+                         ) -> Dict[str, float]:
+    """Evaluate the run's current weights (the EMA ones when enabled), saving requested outputs."""
+    with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
+        return evaluate(state.model, state.forward, eval_loader, info, config.eval_save_outputs,
+                        checkpoint_path(config.checkpoint_path, state.step), state.evaluators)
+
+
+def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
+    return {"loss": f"{metrics['train/lm_loss']:.4f}", "acc": f"{metrics['train/accuracy']:.3f}",
+            "exact": f"{metrics['train/exact_accuracy']:.3f}"}
+
+
+def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                       eval_loader: PuzzleDataset, logger: Optional[RunLogger], info: DistInfo) -> None:
+    """The loop: eval_interval epochs of training, an evaluation (from block min_eval_interval on), a checkpoint;
+    until `epochs`."""
+    num_blocks = config.epochs // config.epochs_per_eval
+    with tqdm(total=state.total_steps, initial=state.step, disable=info.rank != 0, dynamic_ncols=True) as progress:
+        while state.block < num_blocks:
+            state.model.train()
+            for _set_name, batch, _global_size in train_loader:
+                if state.step >= state.total_steps:  # the last iteration can hold more batches than needed
+                    continue
+                metrics = train_batch(config, state, batch, info)
+                progress.update(1)
+                if metrics is not None and logger is not None:
+                    logger.log(metrics, step=state.step)
+                    progress.set_postfix(_progress_postfix(metrics))
+                if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
+                    save_train_state(config, state, train_loader, logger, info)
+
+            if state.block >= config.min_eval_interval:
+                eval_metrics = evaluate_train_state(config, state, eval_loader, info)
+                if logger is not None:
+                    logger.log(eval_metrics, step=state.step)
+                    progress.write(f"eval at step {state.step}: " + ", ".join(
+                        f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items() if "accuracy" in k))
+            state.block += 1
+            if config.checkpoint_every_eval or state.block == num_blocks:
+                save_train_state(config, state, train_loader, logger, info)
