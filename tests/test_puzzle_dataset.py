@@ -430,3 +430,54 @@ def test_metadata_with_total_puzzles_from_later_upstream_builders_loads(tmp_path
     meta["total_puzzles"] = 6
     meta_path.write_text(json.dumps(meta))
     assert load_metadata(str(tmp_path), "train").total_puzzles == 6
+
+
+# --------------------------------------------------------------------------------------------- several datasets
+
+
+def test_several_datasets_train_as_one(tmp_path):
+    a = write_tiny_dataset(tmp_path / "a", groups=3, puzzles_per_group=2, examples_per_puzzle=2, seed=1)
+    b = write_tiny_dataset(tmp_path / "b", groups=5, puzzles_per_group=1, examples_per_puzzle=3, seed=2,
+                           num_puzzle_identifiers=4)
+    ds = PuzzleDataset(PuzzleDatasetConfig(seed=0, dataset_paths=[str(tmp_path / "a"), str(tmp_path / "b")],
+                                           global_batch_size=3, test_set_mode=False, epochs_per_iter=1, rank=0,
+                                           num_replicas=1), split="train")
+    meta = ds.metadata
+    # a: 7 identifiers (6 puzzles + blank), b: 4; b's sets are renamed as TRM does, its ids shifted past a's.
+    assert meta.sets == ["all", "all1"] and meta.num_puzzle_identifiers == 7 + 4
+    assert meta.total_groups == 3 + 5
+    # Examples of one epoch add up: 3 groups x 2 + 5 groups x 3 = 21 = total_groups x mean_puzzle_examples.
+    assert meta.total_groups * meta.mean_puzzle_examples == pytest.approx(21)
+    assert [(s.path, s.sets, s.identifier_offset) for s in ds.sources] == [
+        (str(tmp_path / "a"), {"all": "all"}, 0), (str(tmp_path / "b"), {"all": "all1"}, 7)]
+    batches = {"all": 0, "all1": 0}
+    for set_name, batch, _ in ds:
+        arrays = (a if set_name == "all" else b)["train"]["all"]
+        rows = row_index(arrays, batch["inputs"])
+        assert (rows >= 0).all()  # each set's batches come from its own folder
+        expected = arrays["puzzle_identifiers"][arrays["example_puzzle"][rows]] + (0 if set_name == "all" else 7)
+        assert np.array_equal(batch["puzzle_identifiers"].numpy(), expected)
+        batches[set_name] += 1
+    # One epoch of each, one puzzle per group: a gives 2 + 1 examples (the puzzle that overflows contributes
+    # what fits) then 2 (an incomplete batch, dropped); b's puzzles of 3 fill a batch each.
+    assert batches == {"all": 1, "all1": 5}
+
+    evaluation = PuzzleDataset(ds.config.model_copy(update=dict(test_set_mode=True)), split="test")
+    walked = [(set_name, batch["puzzle_identifiers"].clone(), n) for set_name, batch, n in evaluation]
+    assert [(set_name, n) for set_name, _, n in walked] == [("all", 3)] * 4 + [("all1", 3)] * 5  # 12, then 15
+    ids_b = np.concatenate([ids.numpy() for set_name, ids, _ in walked if set_name == "all1"])
+    test_b = b["test"]["all"]
+    assert np.array_equal(ids_b, test_b["puzzle_identifiers"][test_b["example_puzzle"]] + 7)
+    assert evaluation.source_of("all1")[0] == 1
+
+
+def test_datasets_that_disagree_are_named(tmp_path):
+    write_tiny_dataset(tmp_path / "a", vocab_size=8)
+    write_tiny_dataset(tmp_path / "b", vocab_size=9)
+    from dataset.puzzle_dataset import DatasetFormatError
+
+    with pytest.raises(DatasetFormatError, match=r"data_paths: .*/b does not agree with .*/a: vocab_size 9 "
+                                                 r"\(first: 8\)"):
+        PuzzleDataset(PuzzleDatasetConfig(seed=0, dataset_paths=[str(tmp_path / "a"), str(tmp_path / "b")],
+                                          global_batch_size=2, test_set_mode=False, epochs_per_iter=1, rank=0,
+                                          num_replicas=1))

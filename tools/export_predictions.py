@@ -122,6 +122,16 @@ def _compact(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _test_folder(config: dict) -> Optional[str]:
+    """The dataset folder a run evaluated on (data_path, or TRM's data_paths / data_paths_test), if one."""
+    folders = config.get("data_paths_test") or config.get("data_paths") or [config.get("data_path")]
+    if len(folders) > 1:
+        raise ExportError(f"the run evaluated on several datasets ({', '.join(folders)}), whose rows its saved "
+                          f"outputs interleave; evaluate one with `evaluate.py checkpoint=... data_path=<folder> "
+                          f"save_outputs=[...]` and export that")
+    return folders[0]
+
+
 def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
            global_batch_size: Optional[int] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
     files = rank_files(paths)
@@ -144,7 +154,7 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
         raise ExportError(f"nothing to export from {files[0]} (it holds {available})")
 
     config = _run_config(files[0])
-    data_path = data_path or config.get("data_path")
+    data_path = data_path or _test_folder(config)
     sizes = None
     if data_path and os.path.isdir(os.path.join(data_path, "test")):
         sizes = test_split_sizes(data_path)

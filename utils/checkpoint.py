@@ -91,10 +91,12 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str,
                               f"unexpected keys {unexpected[:5]} (is arch.name the one it was trained with?)")
     for key, value in state.items():
         if value.shape != own[key].shape:
-            raise CheckpointError(
-                f"checkpoint {path} has {key} of shape {tuple(value.shape)} but this run builds "
-                f"{tuple(own[key].shape)}: the dataset (vocab_size, seq_len, puzzle identifiers) or arch "
-                f"settings differ from the checkpoint's")
+            why = ("mlp_t mixes the seq_len + puzzle_emb_len positions, so its weights fit only the sequence "
+                   "length they were trained on" if ".mlp_t." in key else
+                   "the dataset (vocab_size, seq_len, puzzle identifiers) or arch settings differ from the "
+                   "checkpoint's")
+            raise CheckpointError(f"checkpoint {path} has {key} of shape {tuple(value.shape)} but this run builds "
+                                  f"{tuple(own[key].shape)}: {why}")
     model.load_state_dict(state)
 
 
