@@ -378,7 +378,7 @@ def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device:
     torch.manual_seed(config.seed)
     if compile_mode is not None and config.compile:
         config = config.model_copy(update=dict(compile=False))
-        state = init_train_state(config, metadata, info)
+        state = init_train_state(config, metadata, info, BEYOND_LAST_STEP)
         compiled = torch.compile(state.model, dynamic=False, mode=compile_mode)
         if "reduce-overhead" in compile_mode or compile_mode == "max-autotune":
             def forward(**kwargs):  # CUDA graphs: a new generation per training step
@@ -388,8 +388,7 @@ def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device:
         else:
             state.forward = compiled
     else:
-        state = init_train_state(config, metadata, info)
-    state.total_steps = BEYOND_LAST_STEP  # the schedule's end (and its forced log) is never reached
+        state = init_train_state(config, metadata, info, BEYOND_LAST_STEP)  # never reaches its end (nor its log)
     return state, info
 
 

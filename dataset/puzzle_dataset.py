@@ -209,20 +209,22 @@ def iteration_rng(seed: int, counter: int) -> np.random.Generator:
 # Index generation (pure functions over the small index arrays; no example rows are read here)
 
 
-def _train_batch_indices(
+def _train_batch_plans(
     rng: np.random.Generator,
     group_indices: np.ndarray,
     puzzle_indices: np.ndarray,
     epochs: int,
     global_batch_size: int,
 ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(example_indices, puzzle_indices_per_example)`` for every complete global batch of one iteration.
+    """Yield ``(puzzles, last_pick)`` for every complete global batch of one iteration: the puzzles whose
+    examples fill it, in order (all examples of each, in file order, but the last), and which examples of the
+    last puzzle it takes (positions within that puzzle, sorted).
 
     Group order: one ``rng.permutation`` per epoch, drawn lazily when the walk reaches that epoch (memory stays
     O(groups) whatever ``epochs`` is), followed by one uniform puzzle draw per group of that epoch. Batches are
     filled greedily along the concatenated order; the puzzle that overflows a batch contributes a random subset
     (``rng.choice`` without replacement) of the space left and the walk resumes at the next group. The stream
-    of draws depends only on the arguments, so replaying it reproduces the same batches.
+    of draws depends only on the arguments, so replaying it reproduces the same batches; no example is read.
     """
     num_groups = group_indices.size - 1
     puzzle_sizes = np.diff(puzzle_indices)
@@ -246,28 +248,38 @@ def _train_batch_indices(
             return  # the incomplete tail is dropped
 
         last = int(np.searchsorted(cum, consumed + global_batch_size, side="left"))
-        puzzles = pending[pos : last + 1]
-        counts = puzzle_sizes[puzzles].copy()
         room_for_last = global_batch_size - (int(cum[last - 1]) - consumed if last > pos else 0)
-        starts = puzzle_indices[puzzles]
+        last_size = int(puzzle_sizes[pending[last]])
+        # Last puzzle: everything if it fits exactly, else a random subset of the room left.
+        if last_size > room_for_last:
+            pick = np.sort(rng.choice(last_size, room_for_last, replace=False))
+        else:
+            pick = np.arange(last_size, dtype=np.int64)
+        yield pending[pos : last + 1], pick
+        pos = last + 1
 
+
+def _train_batch_indices(
+    rng: np.random.Generator,
+    group_indices: np.ndarray,
+    puzzle_indices: np.ndarray,
+    epochs: int,
+    global_batch_size: int,
+) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(example_indices, puzzle_indices_per_example)`` for every complete global batch of one iteration
+    (the batches of :func:`_train_batch_plans`)."""
+    puzzle_sizes = np.diff(puzzle_indices)
+    for puzzles, pick in _train_batch_plans(rng, group_indices, puzzle_indices, epochs, global_batch_size):
+        starts = puzzle_indices[puzzles]
         # Full puzzles: all their examples, in file order.
-        full_counts = counts[:-1]
+        full_counts = puzzle_sizes[puzzles[:-1]]
         offsets = np.arange(int(full_counts.sum()), dtype=np.int64) - np.repeat(
             np.cumsum(full_counts) - full_counts, full_counts
         )
         full_examples = np.repeat(starts[:-1], full_counts) + offsets
-        # Last puzzle: everything if it fits exactly, else a random subset of the room left.
-        last_size = int(counts[-1])
-        if last_size > room_for_last:
-            pick = np.sort(rng.choice(last_size, room_for_last, replace=False))
-            counts[-1] = room_for_last
-        else:
-            pick = np.arange(last_size, dtype=np.int64)
         examples = np.concatenate([full_examples, starts[-1] + pick])
-        example_puzzles = np.repeat(puzzles, counts)
-        pos = last + 1
-        yield examples, example_puzzles
+        counts = np.concatenate([full_counts, [pick.size]])
+        yield examples, np.repeat(puzzles, counts)
 
 
 def _eval_batch_ranges(num_examples: int, global_batch_size: int) -> Iterator[Tuple[int, int]]:
@@ -514,6 +526,17 @@ class PuzzleDataset(IterableDataset):
                 progress[1] += 1
                 yield set_name, batch, end - start
         self._finish(progress)
+
+    def count_train_batches(self, iterations: int) -> int:
+        """Batches that the first `iterations` training iterations yield (over all sets, this rank's as every
+        rank's): their index draws replayed, no example read. A few seconds for a day-long ARC run."""
+        data = self._load()
+        sets = self.metadata.sets
+        return sum(
+            sum(1 for _ in _train_batch_plans(iteration_rng(self.config.seed, iteration * len(sets) + offset + 1),
+                                              data[set_name]["group_indices"], data[set_name]["puzzle_indices"],
+                                              self.config.epochs_per_iter, self.config.global_batch_size))
+            for iteration in range(iterations) for offset, set_name in enumerate(sets))
 
     # -- pickling (DataLoader workers) ---------------------------------------------------------------------
 

@@ -155,3 +155,14 @@ def load_run_outputs(run_dir, step: int):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         metrics = [json.loads(line) for line in f]
     return model, state, metrics
+
+
+def as_trm(overrides: Sequence[str], mlp_t: bool = False):
+    """The same small pretrain.py run with TRM instead of HRM: arch=trm, one network (H_layers=0) with 2 cycles of
+    2 latent updates, a 2-position puzzle prefix when the puzzle embedding is on (TRM's 16 would dwarf these
+    sequences); with `mlp_t`, the token-mixing MLP and no positions."""
+    dropped = ("arch.H_layers=", "arch.H_cycles=", "arch.L_cycles=") + (("arch.pos_encodings=",) if mlp_t else ())
+    kept = [o for o in overrides if not o.startswith(dropped)]
+    prefix = 0 if "arch.puzzle_emb_ndim=0" in kept else 2
+    trm = ["arch=trm", "arch.H_layers=0", "arch.H_cycles=2", "arch.L_cycles=2", f"arch.puzzle_emb_len={prefix}"]
+    return kept + trm + (["arch.mlp_t=true", "arch.pos_encodings=none"] if mlp_t else [])

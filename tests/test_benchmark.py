@@ -100,12 +100,55 @@ def test_published_sudoku_flops_per_step():
     assert flops["step"] == pytest.approx(2.8150e13, rel=1e-4)
 
 
-def test_flop_formula_matches_torch_flop_counter_on_a_real_step():
+def test_trm_flop_formula_by_hand():
+    # TRM, hidden 8, seq 4 + a 2-position prefix (S = 6), batch 2, vocab 5, one layer, H_cycles 2, L_cycles 3:
+    # a cycle is 3 latent updates + 1 answer update of the one network; the last cycle (4 calls) has gradient.
+    cfg = dict(batch_size=2, seq_len=4, vocab_size=5, hidden_size=8, expansion=4, puzzle_emb_ndim=8,
+               puzzle_emb_len=2, H_layers=0, L_layers=1, H_cycles=2, L_cycles=3, num_heads=2, no_ACT_continue=True)
+    S, h, inner = 6, 8, 256
+    attention_block = 2 * (S * (2 * h * 4 * h + 2 * h * 3 * inner) + 2 * (2 * S * S * h))
+    heads = 2 * (2 * S * h * 5) + 2 * (2 * h * 2)
+    flops = tt.flop_breakdown(**cfg, core="trm")
+    assert flops["segment"] == 8 * attention_block + heads
+    # 4 no-grad calls, then 4 calls and the heads forward and backward; no Q-target segment.
+    assert flops["step"] == 4 * attention_block + 3 * (4 * attention_block + heads)
+    # mlp_t: the token SwiGLU over S = 6 positions (inner round(4*6*2/3) = 16 -> 256) replaces attention.
+    mlp_block = 2 * (h * 2 * S * 3 * 256 + S * 2 * h * 3 * inner)
+    assert tt.flop_breakdown(**cfg, core="trm", mlp_t=True)["block"] == mlp_block
+    # HRM's halting (no_ACT_continue false) adds the extra no-grad segment.
+    assert tt.flop_breakdown(**{**cfg, "no_ACT_continue": False}, core="trm")["step"] == flops["step"] + \
+        flops["segment"]
+
+
+def test_trm_presets_build_the_published_models():
+    for preset, parameters in (("trm-sudoku", 6_828_034), ("trm-sudoku-mlp", 5_028_866)):
+        config, metadata = tt.build_config(preset, "cpu", compile_model=False, batch_size=2)
+        assert config.arch.name.startswith("recursive_reasoning.trm@") and config.ema
+        model = tt.build_state(config, metadata, "cpu")[0].model
+        assert sum(p.numel() for p in model.parameters()) == parameters
+    config, metadata = tt.build_config("trm-arc", "cpu", compile_model=False)
+    assert (config.global_batch_size, metadata.seq_len, config.arch.extra["L_cycles"]) == (192, 900, 4)
+    # The CLI runs a TRM preset on the CPU (at batch 2: the published shapes are GPU-sized).
+    _, summary = run_script("train_throughput.py", "--preset", "trm-sudoku-mlp", "--batch-size", "2", "--device",
+                            "cpu", "--steps", "1", "--repeats", "1", "--warmup", "0", "--log-intervals", "1",
+                            "--threads", "1", "--peak-size", "256")
+    assert summary["model"] == "TinyRecursiveReasoningModel_ACTV1" and summary["parameters"] == 5_028_866
+    assert summary["ema"] is True and summary["steps_per_s"] > 0
+
+
+@pytest.mark.parametrize("preset, arch", [
+    ("tiny", {}),
+    ("tiny", {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_layers": 0,
+              "puzzle_emb_len": 3, "no_ACT_continue": True}),
+    ("tiny", {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_layers": 0, "mlp_t": True,
+              "pos_encodings": "none", "no_ACT_continue": False}),
+])
+def test_flop_formula_matches_torch_flop_counter_on_a_real_step(preset, arch):
     """The analytic count equals what torch's FlopCounterMode sees in one eager train_batch step."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    config, metadata = tt.build_config("tiny", "cpu", compile_model=False, batch_size=4)
+    config, metadata = tt.build_config(preset, "cpu", compile_model=False, batch_size=4, arch_overrides=arch)
     state, info = tt.build_state(config, metadata, "cpu")
     batch = tt.make_batches(config, metadata, count=1, pin=False)[0]
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:  # math: matmuls it can see

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import load_run_outputs, run_in_repo
+from tests.helpers import as_trm, load_run_outputs, run_in_repo
 
 # Exploration off: its random draws come from per-rank generators (seed + rank), so with it on, one and two
 # processes would make different (equally valid) halting choices. Everything else is deterministic.
@@ -32,10 +32,12 @@ def torchrun(nproc, script, *args, timeout=600):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(sudoku4, tmp_path):
-    one = torchrun(1, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'one'}", *RUN)
+@pytest.mark.parametrize("model", ["hrm", "trm-mlp_t"])
+def test_two_processes_equal_one(sudoku4, tmp_path, model):
+    run = RUN if model == "hrm" else as_trm(RUN, mlp_t=True)
+    one = torchrun(1, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'one'}", *run)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(2, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'two'}", *RUN)
+    two = torchrun(2, "pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'two'}", *run)
     assert two.returncode == 0, two.stderr[-3000:]
 
     model_1, state_1, metrics_1 = load_run_outputs(tmp_path / "one", STEPS)

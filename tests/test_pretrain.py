@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import run_in_repo
+from tests.helpers import as_trm, run_in_repo
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -124,7 +124,8 @@ def test_non_finite_loss_stops_without_saving(sudoku4, tmp_path):
 
 
 @pytest.mark.slow
-def test_arc_evaluator_runs_inside_training(tmp_path):
+@pytest.mark.parametrize("model", ["hrm", "trm"])
+def test_arc_evaluator_runs_inside_training(tmp_path, model):
     """Evaluators configured on the command line run at every evaluation and report through metrics.jsonl."""
     import numpy as np
 
@@ -141,9 +142,10 @@ def test_arc_evaluator_runs_inside_training(tmp_path):
     build_arc_dataset.main(["--dataset-dirs", str(tmp_path / "src"), "--output-dir", str(data), "--num-aug", "2"])
 
     run_dir = tmp_path / "run"
+    small = ["global_batch_size=4", "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1",
+             "arch.halt_max_steps=2"]
     result = run_pretrain(f"data_path={data}", f"checkpoint_path={run_dir}", "epochs=2", "eval_interval=1",
-                          "global_batch_size=4", "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1",
-                          "arch.L_layers=1", "arch.halt_max_steps=2", "logger=none", "device=cpu",
+                          *(small if model == "hrm" else as_trm(small)), "logger=none", "device=cpu",
                           "evaluators=[{name: arc@ARC, pass_ks: [1, 2]}]")
     assert result.returncode == 0, result.stderr[-3000:]
     evals = [r for r in read_metrics(run_dir) if "eval/ARC/pass@2" in r]
@@ -173,3 +175,18 @@ def test_log_interval_logs_means_over_the_interval(mini_sudoku, tmp_path):
     final_1 = torch.load(tmp_path / "every1" / "step_18", weights_only=True)
     final_5 = torch.load(tmp_path / "every5" / "step_18", weights_only=True)
     assert all(torch.equal(final_1[k], final_5[k]) for k in final_1)
+
+
+def test_arch_keys_the_trainer_also_sets(sudoku4, tmp_path):
+    """`+arch.forward_dtype=...` and `+arch.seed=...` (the README's and the NaN message's advice) win over the
+    trainer's defaults (they crashed with "multiple values for keyword argument"); a size the trainer derives
+    from the data is refused by name."""
+    run_dir = tmp_path / "run"
+    result = run_pretrain(f"data_path={sudoku4}", "epochs=1", "eval_interval=1", "logger=none",
+                          f"checkpoint_path={run_dir}", *SMALL_MODEL, "+arch.forward_dtype=float32", "+arch.seed=11")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(run_dir / "step_31.state", weights_only=True)
+    assert state["config"]["arch"]["forward_dtype"] == "float32" and state["config"]["arch"]["seed"] == 11
+    refused = run_pretrain(f"data_path={sudoku4}", "logger=none", f"checkpoint_path={tmp_path / 'x'}", *SMALL_MODEL,
+                           "+arch.seq_len=20")
+    expect_user_error(refused, "arch.seq_len is set by the trainer")

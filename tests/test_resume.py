@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import REPO, load_run_outputs, run_in_repo
+from tests.helpers import REPO, as_trm, load_run_outputs, run_in_repo
 
 # Tiny model, puzzle embedding on (so the sparse optimizer's table is part of the state), 4 blocks of 1 epoch,
 # a full checkpoint every 10 steps: 4 x 15 = 60 steps.
@@ -18,6 +18,7 @@ RUN = ["epochs=4", "eval_interval=1", "global_batch_size=32", "lr=3e-3", "lr_war
        "arch.pos_encodings=learned", "arch.halt_max_steps=3", "arch.halt_exploration_prob=0.5", "device=cpu",
        "logger=none", "checkpoint_interval=10", "seed=3"]
 FINAL_STEP = 60
+MODELS = {"hrm": RUN, "trm": as_trm(RUN)}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,8 @@ def sudoku4(mini_sudoku):
     return mini_sudoku(2, 2, train_size=500, test_size=64, seed=1)
 
 
-def pretrain_cmd(data, run_dir, *extra):
-    return [sys.executable, "pretrain.py", f"data_path={data}", f"checkpoint_path={run_dir}", *RUN, *extra]
+def pretrain_cmd(data, run_dir, *extra, model="hrm"):
+    return [sys.executable, "pretrain.py", f"data_path={data}", f"checkpoint_path={run_dir}", *MODELS[model], *extra]
 
 
 def final_state(run_dir):
@@ -57,16 +58,25 @@ def assert_same_run(a, b):
 
 @pytest.fixture(scope="module")
 def uninterrupted(sudoku4, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "straight"
-    result = run_in_repo(pretrain_cmd(sudoku4, run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return final_state(run_dir)
+    """uninterrupted(model) -> the final state of a run that was never stopped (run once per model)."""
+    runs = {}
+
+    def get(model="hrm"):
+        if model not in runs:
+            run_dir = tmp_path_factory.mktemp("runs") / f"straight-{model}"
+            result = run_in_repo(pretrain_cmd(sudoku4, run_dir, model=model))
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[model] = final_state(run_dir)
+        return runs[model]
+
+    return get
 
 
 @pytest.mark.slow
-def test_kill_and_resume_is_bitwise_identical(sudoku4, uninterrupted, tmp_path):
+@pytest.mark.parametrize("model", list(MODELS))
+def test_kill_and_resume_is_bitwise_identical(sudoku4, uninterrupted, tmp_path, model):
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(pretrain_cmd(sudoku4, run_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(pretrain_cmd(sudoku4, run_dir, model=model), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not os.path.exists(run_dir / "step_10") and time.time() < deadline and proc.poll() is None:
@@ -75,10 +85,10 @@ def test_kill_and_resume_is_bitwise_identical(sudoku4, uninterrupted, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not os.path.exists(run_dir / f"step_{FINAL_STEP}")
 
-    result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
+    result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest", model=model))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout
-    assert_same_run(uninterrupted, final_state(run_dir))
+    assert_same_run(uninterrupted(model), final_state(run_dir))
 
 
 @pytest.mark.slow
@@ -99,7 +109,7 @@ def test_corrupt_checkpoint_is_named_and_latest_falls_back(sudoku4, uninterrupte
     assert latest.returncode == 0, latest.stderr[-3000:]
     assert "skipping checkpoint" in latest.stderr and str(newest) in latest.stderr
     assert "step_50 at step 50" in latest.stdout
-    assert_same_run(uninterrupted, final_state(run_dir))
+    assert_same_run(uninterrupted(), final_state(run_dir))
 
 
 def test_resume_refuses_other_architecture(sudoku4, tmp_path):

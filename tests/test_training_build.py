@@ -4,7 +4,7 @@ import torch
 
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
 from tests.helpers import write_tiny_dataset
-from training.build import create_dataloader, init_train_state, model_config_dict
+from training.build import create_dataloader, init_train_state, model_config_dict, total_train_steps
 from training.distributed import single_process
 from training.loop import train_batch
 from utils.config import ConfigError, validate_config
@@ -35,7 +35,7 @@ def data(tmp_path):
 def test_freeze_weights_trains_only_the_puzzle_rows(data):
     config = run_config(data, freeze_weights=True)
     loader = create_dataloader(config, "train", CPU)
-    state = init_train_state(config, loader.metadata, CPU)
+    state = init_train_state(config, loader.metadata, CPU, total_train_steps(config, loader))
     assert len(state.optimizers) == 1 and isinstance(state.optimizers[0], CastedSparseEmbeddingSignSGD_Distributed)
     before = {k: v.clone() for k, v in state.model.state_dict().items()}
     for _, batch, _ in loader:
@@ -53,7 +53,7 @@ def test_freeze_weights_trains_only_the_puzzle_rows(data):
 def test_unfrozen_run_has_both_optimizers_and_moves_dense_weights(data):
     config = run_config(data)
     loader = create_dataloader(config, "train", CPU)
-    state = init_train_state(config, loader.metadata, CPU)
+    state = init_train_state(config, loader.metadata, CPU, total_train_steps(config, loader))
     assert [type(o).__name__ for o in state.optimizers] == ["CastedSparseEmbeddingSignSGD_Distributed", "AdamATan2"]
     before = state.model.model.inner.lm_head.weight.detach().clone()
     train_batch(config, state, next(iter(loader))[1], CPU)
@@ -63,7 +63,7 @@ def test_unfrozen_run_has_both_optimizers_and_moves_dense_weights(data):
 def test_freeze_weights_without_puzzle_embedding_is_refused(data):
     config = run_config(data, freeze_weights=True, arch={**TRM_ARCH, "puzzle_emb_ndim": 0, "puzzle_emb_len": 0})
     with pytest.raises(ConfigError, match="freeze_weights=true trains only the puzzle embeddings"):
-        init_train_state(config, create_dataloader(config, "train", CPU).metadata, CPU)
+        init_train_state(config, create_dataloader(config, "train", CPU).metadata, CPU, 1)
 
 
 def test_user_arch_keys_win_over_trainer_defaults(data):

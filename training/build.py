@@ -160,13 +160,18 @@ def create_evaluators(config: PretrainConfig, eval_loader: PuzzleDataset) -> Lis
     return bound
 
 
-def total_train_steps(config: PretrainConfig, metadata: PuzzleDatasetMetadata) -> int:
-    return int(config.epochs * metadata.total_groups * metadata.mean_puzzle_examples / config.global_batch_size)
+def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> int:
+    """The steps the run will actually take: every complete batch of every block of eval_interval epochs (the
+    original trainers' estimate, epochs x groups x mean examples / batch, also counts batches the loader drops,
+    so its last step never came)."""
+    return train_loader.count_train_batches(config.epochs // config.epochs_per_eval)
 
 
-def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> TrainState:
+def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo,
+                     total_steps: int) -> TrainState:
+    """Model, optimizers and EMA of a new run of `total_steps` steps (the LR schedule's length)."""
     model, forward = create_model(config, metadata, info)
     optimizers, lrs = create_optimizers(config, model, info)
     ema = ModelEMA(model, config.ema_rate) if config.ema else None
     return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
-                      total_steps=total_train_steps(config, metadata), ema=ema)
+                      total_steps=total_steps, ema=ema)

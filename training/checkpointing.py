@@ -8,6 +8,7 @@ import torch
 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset
+from models.adam_atan2 import load_optimizer_state, optimizer_state
 from training.build import TrainState
 from training.distributed import DistInfo, gather_to_rank0
 from training.errors import TrainingDivergedError
@@ -58,7 +59,7 @@ def save_train_state(config: PretrainConfig, state: TrainState, train_loader: Pu
     train_state = {
         "step": state.step,
         "block": state.block,
-        "optimizers": [optimizer.state_dict() for optimizer in state.optimizers],
+        "optimizers": [optimizer_state(optimizer) for optimizer in state.optimizers],
         "loader": train_loader.state_dict(),
         "ranks": ranks,
         "ema": state.ema.state_dict() if state.ema is not None else None,
@@ -107,8 +108,8 @@ def restore_train_state(config: PretrainConfig, state: TrainState, train_loader:
     _check_resumable(config, train_loader.metadata, saved, path, info)
 
     load_weights(state.model, saved["raw_weights"] or model_state, path)
-    for optimizer, optimizer_state in zip(state.optimizers, saved["optimizers"]):
-        optimizer.load_state_dict(optimizer_state)
+    for optimizer, saved_state in zip(state.optimizers, saved["optimizers"]):
+        load_optimizer_state(optimizer, saved_state)
     if state.ema is not None and saved["ema"] is not None:
         state.ema.load_state_dict(saved["ema"])
     state.step, state.block = saved["step"], saved["block"]

@@ -40,7 +40,7 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
 
     lr = 0.0
     for optimizer, base_lr in zip(state.optimizers, state.optimizer_lrs):
-        lr = cosine_schedule_with_warmup_lr(state.step - 1, base_lr, config.lr_warmup_steps, state.total_steps,
+        lr = cosine_schedule_with_warmup_lr(state.step, base_lr, config.lr_warmup_steps, state.total_steps,
                                             config.lr_min_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -55,10 +55,11 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
     steps, state.pending_metrics, state.pending_steps = state.pending_steps, None, 0
     if info.rank != 0:
         return None
-    count = max(sums.pop("count"), 1.0)
-    # Losses are sums over the batches, averaged per sample; accuracies are sums over halted rows.
-    logged = {f"train/{k}": v / (config.global_batch_size * steps if k.endswith("loss") else count)
-              for k, v in sums.items()}
+    count = sums.pop("count")
+    # Losses are sums over the batches, averaged per sample; accuracies are sums over halted rows, so an interval
+    # in which no row halted (ACT rows halt every few segments) has none: they are left out, not logged as 0.
+    logged = {f"train/{k}": v / (config.global_batch_size * steps) if k.endswith("loss") else v / count
+              for k, v in sums.items() if k.endswith("loss") or count > 0}
     logged["train/lr"] = lr  # the last optimizer's (the dense one, unless freeze_weights)
     return logged
 
@@ -84,7 +85,11 @@ def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader:
                         checkpoint_path(config.checkpoint_path, state.step), state.evaluators)
 
 
-def _progress_postfix(metrics: Dict[str, float]) -> Dict[str, str]:
+def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:
+    """The progress bar's loss and accuracies, or None for an interval in which no row halted (the bar keeps
+    showing the last interval that had some, instead of flickering to 0)."""
+    if "train/accuracy" not in metrics:
+        return None
     return {"loss": f"{metrics['train/lm_loss']:.4f}", "acc": f"{metrics['train/accuracy']:.3f}",
             "exact": f"{metrics['train/exact_accuracy']:.3f}"}
 
@@ -98,13 +103,13 @@ def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: 
         while state.block < num_blocks:
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
-                if state.step >= state.total_steps:  # the last iteration can hold more batches than needed
-                    continue
                 metrics = train_batch(config, state, batch, info)
                 progress.update(1)
                 if metrics is not None and logger is not None:
                     logger.log(metrics, step=state.step)
-                    progress.set_postfix(_progress_postfix(metrics))
+                    postfix = progress_postfix(metrics)
+                    if postfix is not None:
+                        progress.set_postfix(postfix)
                 if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
                     save_train_state(config, state, train_loader, logger, info)
 

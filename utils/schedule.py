@@ -1,10 +1,15 @@
-"""Learning-rate schedule (DESIGN §5): linear warmup from 0, then cosine decay to base · min_ratio."""
+"""Learning-rate schedule (DESIGN §5): linear warmup from 0, then cosine decay to base · min_ratio.
+
+The trainer calls it with the 1-based number of the update about to be applied, as the original HRM and TRM
+trainers do: update 1 uses base / warmup_steps, update warmup_steps the base rate, and the last update
+(total_steps) base · min_ratio.
+"""
 import math
 
 
 def cosine_schedule_with_warmup_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int,
                                    min_ratio: float = 0.0) -> float:
-    """LR for the optimizer update number `step` (0-based) of `total_steps`."""
+    """LR for the optimizer update number `step` (1-based; 0 gives 0) of `total_steps`."""
     if step < warmup_steps:
         return base_lr * step / max(1, warmup_steps)
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
