@@ -7,6 +7,7 @@
 Config: config/cfg_pretrain.yaml (+ config/arch/*.yaml), validated by utils/config.py. `main` below is the
 table of contents; each step lives in the training/ library.
 """
+import os
 import sys
 
 import hydra
@@ -18,6 +19,7 @@ from training.checkpointing import restore_train_state, rewind_metrics
 from training.distributed import close_distributed, init_distributed
 from training.errors import USER_ERRORS
 from training.loop import train_and_evaluate
+from training.preemption import PREEMPTED_EXIT_CODE, Preempted
 from training.run_config import create_logger, load_config, save_code_and_config
 
 
@@ -36,9 +38,8 @@ def main(hydra_config: DictConfig) -> None:
 
         if info.rank == 0:
             save_code_and_config(config)
-            if config.resume:
-                rewind_metrics(config, state.step)
-            logger = create_logger(config, wandb_id)
+            rewound = config.resume is not None and rewind_metrics(config, state.step)
+            logger = create_logger(config, wandb_id, rewind_step=state.step if rewound else None)
             print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
                   f"outputs in {config.checkpoint_path}")
         train_and_evaluate(config, state, train_loader, eval_loader, logger, info)
@@ -55,6 +56,10 @@ def launch(hydra_config: DictConfig) -> None:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stop:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(str(stop), file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

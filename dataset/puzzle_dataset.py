@@ -527,6 +527,12 @@ class PuzzleDataset(IterableDataset):
                 yield set_name, batch, end - start
         self._finish(progress)
 
+    def num_eval_batches(self) -> int:
+        """Batches one evaluation pass yields (every set; the last batch of each padded)."""
+        data = self._load()
+        batch = self.config.global_batch_size
+        return sum(-(data[s]["inputs"].shape[0] // -batch) for s in self.metadata.sets)
+
     def count_train_batches(self, iterations: int) -> int:
         """Batches that the first `iterations` training iterations yield (over all sets, this rank's as every
         rank's): their index draws replayed, no example read. A few seconds for a day-long ARC run."""

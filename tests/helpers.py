@@ -145,16 +145,23 @@ def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
 
 
 def load_run_outputs(run_dir, step: int):
-    """(model state dict, training state, metrics.jsonl records) of a run folder's step_<step> checkpoint."""
+    """(model state dict, training state with every rank's part under "ranks", metrics.jsonl records) of a run
+    folder's step_<step> checkpoint."""
     import json
 
-    import torch
+    from utils.checkpoint import load_checkpoint
 
-    model = torch.load(os.path.join(run_dir, f"step_{step}"), weights_only=True)
-    state = torch.load(os.path.join(run_dir, f"step_{step}.state"), weights_only=True)
+    model, state, ranks = load_checkpoint(os.path.join(run_dir, f"step_{step}"))
+    return model, {**state, "ranks": ranks}, read_metrics(run_dir)
+
+
+def read_metrics(run_dir, timings: bool = False):
+    """metrics.jsonl records of a run folder; without the wall times (which no two runs share) unless asked."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        metrics = [json.loads(line) for line in f]
-    return model, state, metrics
+        records = [json.loads(line) for line in f]
+    if timings:
+        return records
+    return [{k: v for k, v in r.items() if not k.endswith("wall_time_s")} for r in records]
 
 
 def as_trm(overrides: Sequence[str], mlp_t: bool = False):

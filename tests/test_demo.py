@@ -57,7 +57,7 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
     assert os.path.exists(run_dir / f"step_{evals[-1]['step']}")
     assert "held-out puzzle 1:" in result.stdout and "HRM answer" in result.stdout
     assert "wandb sync" in result.stdout and list((run_dir / "wandb").glob("offline-run-*"))
-    assert "eval at step 40:" in result.stdout and "eval at step 80:" in result.stdout  # one line per evaluation
+    assert "eval at step 40 (" in result.stdout and "eval at step 80 (" in result.stdout  # one line per evaluation
 
     # A second run reuses the dataset instead of generating it again.
     result = subprocess.run(

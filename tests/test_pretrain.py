@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import as_trm, run_in_repo
+from tests.helpers import as_trm, read_metrics, run_in_repo
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -24,11 +24,6 @@ def run_pretrain(*overrides, home=None, timeout=600):
     if home is not None:
         env["HOME"] = str(home)  # no ~/.netrc: W&B must go offline by itself, without prompting
     return run_in_repo([sys.executable, "pretrain.py", *overrides], env=env, timeout=timeout)
-
-
-def read_metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.mark.slow

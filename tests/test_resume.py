@@ -18,7 +18,7 @@ RUN = ["epochs=4", "eval_interval=1", "global_batch_size=32", "lr=3e-3", "lr_war
        "arch.pos_encodings=learned", "arch.halt_max_steps=3", "arch.halt_exploration_prob=0.5", "device=cpu",
        "logger=none", "checkpoint_interval=10", "seed=3"]
 FINAL_STEP = 60
-MODELS = {"hrm": RUN, "trm": as_trm(RUN)}
+MODELS = {"hrm": RUN, "trm-ema": as_trm(RUN) + ["ema=true"]}  # EMA resumes from the model file's averages
 
 
 @pytest.fixture(scope="module")

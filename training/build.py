@@ -1,6 +1,6 @@
 """Building a run from its config: data loaders, the model in its loss head, optimizers, evaluators, train state."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pydantic
@@ -13,7 +13,7 @@ from evaluators import Evaluator
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
 from training.distributed import DistInfo, broadcast_module
-from utils.checkpoint import load_model_state_dict, load_weights
+from utils.checkpoint import CheckpointWriter, load_model_state_dict, load_weights
 from utils.config import ConfigError, PretrainConfig, format_validation_error
 from utils.device import default_compile, default_forward_dtype, is_cuda
 from utils.ema import ModelEMA
@@ -52,6 +52,8 @@ class TrainState:
     pending_metrics: Optional[Dict[str, torch.Tensor]] = None
     pending_steps: int = 0
     evaluators: Sequence[BoundEvaluator] = ()
+    writer: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(background=False))
+    saved_step: Optional[int] = None  # step of the last checkpoint written or resumed from
 
 
 def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
@@ -174,4 +176,4 @@ def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, in
     optimizers, lrs = create_optimizers(config, model, info)
     ema = ModelEMA(model, config.ema_rate) if config.ema else None
     return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
-                      total_steps=total_steps, ema=ema)
+                      total_steps=total_steps, ema=ema, writer=CheckpointWriter(config.checkpoint_in_background))

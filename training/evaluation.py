@@ -1,9 +1,11 @@
 """Evaluation: every test batch run to its end from a fresh carry; metric sums per set, evaluators, saved outputs."""
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from dataset.common import IGNORE_LABEL_ID
 from dataset.puzzle_dataset import PuzzleDataset
@@ -51,12 +53,14 @@ def run_to_halt(model: nn.Module, forward: Callable, batch: Dict[str, torch.Tens
 def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, info: DistInfo,
              save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None,
              evaluators: Sequence[BoundEvaluator] = (), halt_on_q: bool = False) -> Dict[str, float]:
-    """Run every test example to the end (fresh carry per batch); metric means per set on rank 0.
+    """Run every test example to the end (fresh carry per batch); metric means per set on rank 0, and
+    `eval/wall_time_s`. Rank 0 shows a progress bar.
 
     Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`; each evaluator sees every real
     row of its dataset (with that dataset's own puzzle identifiers) and adds its metrics (it may write files
     under `<save_prefix>_<EvaluatorClass>/`).
     """
+    start = time.perf_counter()
     model.eval()
     for bound in evaluators:
         bound.evaluator.begin_eval()
@@ -64,8 +68,10 @@ def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, in
     sums: Dict[str, Dict[str, torch.Tensor]] = {}
     saved: Dict[str, List[torch.Tensor]] = {k: [] for k in save_outputs}
     local_batch = eval_loader.local_batch_size
+    progress = tqdm(eval_loader, total=eval_loader.num_eval_batches(), desc="eval", unit="batch", leave=False,
+                    disable=info.rank != 0, dynamic_ncols=True)
     with torch.inference_mode():
-        for set_name, batch, effective_size in eval_loader:
+        for set_name, batch, effective_size in progress:
             batch = to_device(batch, info.device)
             metrics, outputs = run_to_halt(model, forward, batch, return_keys, halt_on_q)
             set_sums = sums.setdefault(set_name, {})
@@ -94,6 +100,8 @@ def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, in
         evaluator_metrics = bound.evaluator.result(save_path)
         if info.rank == 0 and evaluator_metrics:
             results.update({f"eval/{_for_dataset(k, bound.dataset_index)}": v for k, v in evaluator_metrics.items()})
+    if info.rank == 0:
+        results["eval/wall_time_s"] = time.perf_counter() - start
     return results
 
 

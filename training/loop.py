@@ -12,6 +12,7 @@ from training.checkpointing import save_train_state
 from training.distributed import DistInfo, all_reduce_gradients, reduce_metric_sums
 from training.errors import TrainingDivergedError
 from training.evaluation import evaluate, to_device
+from training.preemption import Preempted, preemption_handlers, stop_requested
 from utils.checkpoint import checkpoint_path
 from utils.config import PretrainConfig
 from utils.run_logger import RunLogger
@@ -94,12 +95,29 @@ def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:
             "exact": f"{metrics['train/exact_accuracy']:.3f}"}
 
 
+def _stop_if_preempted(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                       logger: Optional[RunLogger], info: DistInfo) -> None:
+    """After a SIGTERM / SIGUSR1 on any rank: a full checkpoint of this step (unless one was just written), and
+    Preempted, once the files are on disk."""
+    received = stop_requested(info)
+    if received is None:
+        return
+    if state.saved_step != state.step:
+        save_train_state(config, state, train_loader, logger, info)
+    state.writer.wait()
+    raise Preempted(f"preempted by {received} at step {state.step}: checkpoint "
+                    f"{checkpoint_path(config.checkpoint_path, state.step)} written; continue with resume=latest "
+                    f"checkpoint_path={config.checkpoint_path}")
+
+
 def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
                        eval_loader: PuzzleDataset, logger: Optional[RunLogger], info: DistInfo) -> None:
     """The loop: eval_interval epochs of training, an evaluation (from block min_eval_interval on), a checkpoint;
-    until `epochs`."""
+    until `epochs`. A SIGTERM or SIGUSR1 stops it after the current step (or evaluation) with a checkpoint
+    (training/preemption.py)."""
     num_blocks = config.epochs // config.epochs_per_eval
-    with tqdm(total=state.total_steps, initial=state.step, disable=info.rank != 0, dynamic_ncols=True) as progress:
+    with preemption_handlers(), tqdm(total=state.total_steps, initial=state.step, disable=info.rank != 0,
+                                     dynamic_ncols=True) as progress:
         while state.block < num_blocks:
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
@@ -112,13 +130,17 @@ def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: 
                         progress.set_postfix(postfix)
                 if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
                     save_train_state(config, state, train_loader, logger, info)
+                _stop_if_preempted(config, state, train_loader, logger, info)
 
             if state.block >= config.min_eval_interval:
                 eval_metrics = evaluate_train_state(config, state, eval_loader, info)
                 if logger is not None:
                     logger.log(eval_metrics, step=state.step)
-                    progress.write(f"eval at step {state.step}: " + ", ".join(
-                        f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items() if "accuracy" in k))
+                    progress.write(f"eval at step {state.step} ({eval_metrics['eval/wall_time_s']:.1f} s): " +
+                                   ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items()
+                                             if "accuracy" in k))
             state.block += 1
             if config.checkpoint_every_eval or state.block == num_blocks:
                 save_train_state(config, state, train_loader, logger, info)
+            _stop_if_preempted(config, state, train_loader, logger, info)
+    state.writer.wait()

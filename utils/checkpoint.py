@@ -1,10 +1,11 @@
 """Reading and writing checkpoint files safely.
 
-A checkpoint is a pair of files in the run folder:
-  step_<N>        the model state dict, exactly like the original HRM (published checkpoints and ours are
-                  interchangeable; with EMA on, the averaged weights)
-  step_<N>.state  everything else needed to continue bit for bit (raw weights, optimizers, RNGs, data position,
-                  ACT carry, EMA, config, code version)
+A checkpoint is a set of files in the run folder:
+  step_<N>          the model state dict, exactly like the original HRM (published checkpoints and ours are
+                    interchangeable; with EMA on, the averaged weights)
+  step_<N>.state    what every rank shares and needs to continue bit for bit (raw weights under EMA, optimizers,
+                    data position, config, code version)
+  step_<N>.rank<r>  what rank r alone has (ACT carry, RNG states, metric sums not yet logged)
 Writes go to a temporary name, are fsynced and renamed, so a kill at any moment leaves earlier checkpoints
 intact and never a torn file under a checkpoint's name.
 """
@@ -13,9 +14,10 @@ import importlib
 import os
 import pickle
 import re
+import threading
 import warnings
 import zipfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,6 +25,7 @@ from torch import nn
 COMPILED_PREFIX = "_orig_mod."  # torch.compile'd modules prefix their state-dict keys with this
 PUZZLE_EMB_KEY_SUFFIX = "puzzle_emb.weights"  # the sparse puzzle-embedding table (rows = puzzle identifiers)
 TRAIN_STATE_SUFFIX = ".state"
+RANK_SHARD_SUFFIX = ".rank"
 _CHECKPOINT_NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -47,13 +50,14 @@ def atomic_torch_save(obj, path: str) -> None:
         os.close(dir_fd)
 
 
-def load_torch_file(path: str):
-    """torch.load a file of tensors and plain containers; a missing or damaged file is a CheckpointError."""
+def load_torch_file(path: str, mmap: bool = False):
+    """torch.load a file of tensors and plain containers; a missing or damaged file is a CheckpointError. With
+    `mmap` the tensors are mapped from the file, read when used."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
         # weights_only: a checkpoint holds tensors and plain containers, never code to unpickle
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         # torch raises any of these for a truncated or corrupted file
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
@@ -102,10 +106,19 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str,
 
 # -------------------------------------------------------------------------------------------------------------
 # Full training state
+#
+# A full checkpoint is step_<N> (above) plus step_<N>.state, what all ranks share (optimizers, loader position,
+# raw weights under EMA, config), written by rank 0, and step_<N>.rank<r>, what rank r alone has (ACT carry, RNG
+# states, metric sums not yet logged), written by rank r itself. It counts as intact only when every one of its
+# files loads: a kill while any rank is writing leaves the previous checkpoint the newest intact one.
 
 
 def checkpoint_path(folder: str, step: int) -> str:
     return os.path.join(folder, f"step_{step}")
+
+
+def rank_shard_path(model_path: str, rank: int) -> str:
+    return f"{model_path}{RANK_SHARD_SUFFIX}{rank}"
 
 
 def list_checkpoints(folder: str) -> List[Tuple[int, str]]:
@@ -117,14 +130,6 @@ def list_checkpoints(folder: str) -> List[Tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def save_checkpoint(folder: str, step: int, model_state: Dict[str, torch.Tensor], train_state: dict) -> str:
-    """Write step_<N>.state, then step_<N>: a model file without its state is never the newest intact pair."""
-    path = checkpoint_path(folder, step)
-    atomic_torch_save(train_state, path + TRAIN_STATE_SUFFIX)
-    atomic_torch_save(model_state, path)
-    return path
-
-
 def load_train_state(model_path: str) -> dict:
     state = load_torch_file(model_path + TRAIN_STATE_SUFFIX)
     if not isinstance(state, dict) or "step" not in state:
@@ -132,26 +137,106 @@ def load_train_state(model_path: str) -> dict:
     return state
 
 
-def load_checkpoint_pair(model_path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    return load_model_state_dict(model_path), load_train_state(model_path)
+def load_rank_states(model_path: str, saved: dict) -> List[dict]:
+    """Every rank's part of a checkpoint (memory-mapped: a rank reads only the tensors it uses)."""
+    return [load_torch_file(rank_shard_path(model_path, r), mmap=True) for r in range(saved["world_size"])]
 
 
-def find_latest_intact(folder: str) -> Tuple[str, Dict[str, torch.Tensor], dict]:
-    """The newest checkpoint in `folder` whose two files both load; broken ones are reported and skipped."""
+def load_checkpoint(model_path: str) -> Tuple[Dict[str, torch.Tensor], dict, List[dict]]:
+    """(model state dict, shared training state, per-rank states) of a full checkpoint; CheckpointError if any
+    of its files is missing or damaged."""
+    saved = load_train_state(model_path)
+    return load_model_state_dict(model_path), saved, load_rank_states(model_path, saved)
+
+
+def find_latest_intact(folder: str) -> Tuple[str, Dict[str, torch.Tensor], dict, List[dict]]:
+    """The newest full checkpoint in `folder` whose files all load (see `load_checkpoint`). Model files whose
+    training state was pruned are passed over; damaged checkpoints are reported and skipped."""
     for _step, path in list_checkpoints(folder):
+        if not os.path.exists(path + TRAIN_STATE_SUFFIX):
+            continue  # a model-only checkpoint (published format, or its state pruned)
         try:
-            return (path, *load_checkpoint_pair(path))
+            return (path, *load_checkpoint(path))
         except CheckpointError as err:
             warnings.warn(f"skipping checkpoint: {err}", stacklevel=2)
-    raise CheckpointError(f"no intact checkpoint (step_<N> with its {TRAIN_STATE_SUFFIX} file) in {folder}")
+    raise CheckpointError(f"no intact checkpoint (step_<N> with its {TRAIN_STATE_SUFFIX} and "
+                          f"{RANK_SHARD_SUFFIX}<r> files) in {folder}")
 
 
-def prune_checkpoints(folder: str, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` checkpoints (saved outputs are kept)."""
-    for _step, path in list_checkpoints(folder)[keep_last:]:
-        for name in (path + TRAIN_STATE_SUFFIX, path):  # state first: a model file alone is never picked
+def _training_state_files(model_path: str) -> List[str]:
+    folder, name = os.path.split(model_path)
+    shard = re.compile(re.escape(name + RANK_SHARD_SUFFIX) + r"\d+$")
+    shards = [os.path.join(folder, f) for f in os.listdir(folder) if shard.match(f)]
+    return [model_path + TRAIN_STATE_SUFFIX] + sorted(shards)  # state first: without it, nothing is resumable
+
+
+def prune_checkpoints(folder: str, keep_last: Optional[int], keep_states: int) -> None:
+    """Keep the training state (.state, .rank<r>) of the newest `keep_states` full checkpoints only, and delete
+    all but the newest `keep_last` checkpoints entirely (None: keep every model file). Saved outputs stay."""
+    with_state = [path for _, path in list_checkpoints(folder) if os.path.exists(path + TRAIN_STATE_SUFFIX)]
+    doomed = set(with_state[keep_states:])
+    if keep_last is not None:
+        doomed.update(path for _, path in list_checkpoints(folder)[keep_last:])
+    for path in doomed:
+        for name in _training_state_files(path):
             if os.path.exists(name):
                 os.remove(name)
+    if keep_last is not None:
+        for _, path in list_checkpoints(folder)[keep_last:]:
+            os.remove(path)
+
+
+def cpu_copy(obj: Any) -> Any:
+    """A copy of nested containers with every tensor copied to the CPU: a snapshot that later training steps
+    cannot change while it is being written."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoint files atomically, in the background (a thread) or inline.
+
+    One write is in flight at a time: `submit` first waits for the previous one. A failed write is raised as a
+    CheckpointError by the next `submit` or `wait`; call `wait` before the process ends.
+    """
+
+    def __init__(self, background: bool):
+        self.background = background
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    def submit(self, files: Sequence[Tuple[Any, str]], then: Optional[Callable[[], None]] = None) -> None:
+        """Write `files` ([(object, path)], in order), then call `then` (e.g. pruning)."""
+        self.wait()
+        if not self.background:
+            self._write(files, then)
+            self.wait()
+            return
+        self._thread = threading.Thread(target=self._write, args=(files, then), name="checkpoint-writer")
+        self._thread.start()
+
+    def _write(self, files: Sequence[Tuple[Any, str]], then: Optional[Callable[[], None]]) -> None:
+        try:
+            for obj, path in files:
+                atomic_torch_save(obj, path)
+            if then is not None:
+                then()
+        except Exception as err:  # noqa: BLE001 - re-raised in the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise CheckpointError(f"writing a checkpoint failed ({type(err).__name__}: {err}); the previous "
+                                  f"checkpoint is intact") from err
 
 
 def to_plain(obj: Any) -> Any:

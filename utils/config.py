@@ -96,6 +96,11 @@ class PretrainConfig(pydantic.BaseModel):
     resume: Optional[str] = None     # "latest" (newest intact checkpoint in checkpoint_path) or a step_<N> path
     checkpoint_interval: Optional[int] = pydantic.Field(None, gt=0)  # also checkpoint every N steps
     checkpoint_keep_last: Optional[int] = pydantic.Field(None, gt=0)  # delete older checkpoints; None keeps all
+    # Full training states (.state, .rank<r>: what resuming needs) kept, newest first; older checkpoints keep
+    # their model file only. At ARC scale a training state is ~1.6 GB.
+    checkpoint_keep_states: int = pydantic.Field(2, gt=0)
+    # Write checkpoints on a background thread from a CPU copy, so training goes on while the files are written.
+    checkpoint_in_background: bool = True
     ema: bool = False                # evaluate and save an exponential moving average of the weights
     ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
     # Train only the puzzle embeddings (TRM's name): dense weights get no gradient and no optimizer.

@@ -14,23 +14,75 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 PLOT_FILE = "curves.png"
 MAX_TRAIN_POINTS = 2000  # long runs are averaged into at most this many points per curve
+MAX_KEPT_POINTS = 4 * MAX_TRAIN_POINTS  # points kept in memory per series (a running run's history)
 
 Series = Tuple[List[float], List[float]]  # (steps, values)
 
 
+class BoundedSeries:
+    """A curve of at most `limit` points however many values are added: when it is full, neighbouring points
+    are averaged in pairs and later values are averaged `stride` at a time, so every kept point stands for the
+    same number of logged values (a day-long run logs millions; memory stays fixed)."""
+
+    def __init__(self, limit: int):
+        if limit < 2 or limit % 2:
+            raise ValueError(f"limit must be an even number >= 2, got {limit}")
+        self.limit = limit
+        self.stride = 1
+        self.steps: List[float] = []
+        self.values: List[float] = []
+        self._pending = [0.0, 0.0, 0]  # sums of steps and values not yet a point, and their number
+
+    def add(self, step: float, value: float) -> None:
+        pending = self._pending
+        pending[0] += step
+        pending[1] += value
+        pending[2] += 1
+        if pending[2] < self.stride:
+            return
+        self.steps.append(pending[0] / pending[2])
+        self.values.append(pending[1] / pending[2])
+        self._pending = [0.0, 0.0, 0]
+        if len(self.steps) == self.limit:
+            self.steps = [(a + b) / 2 for a, b in zip(self.steps[::2], self.steps[1::2])]
+            self.values = [(a + b) / 2 for a, b in zip(self.values[::2], self.values[1::2])]
+            self.stride *= 2
+
+    def points(self) -> Series:
+        """(steps, values), the values still being averaged included as one last point."""
+        steps, values = list(self.steps), list(self.values)
+        s, v, n = self._pending
+        if n:
+            steps.append(s / n)
+            values.append(v / n)
+        return steps, values
+
+    def __len__(self) -> int:
+        return len(self.steps) + (1 if self._pending[2] else 0)
+
+
 class MetricHistory:
-    """The metrics a plot needs, collected from metric records ({"step": N, "train/lm_loss": ..., ...})."""
+    """The metrics a plot needs, collected from metric records ({"step": N, "train/lm_loss": ..., ...}), each
+    series bounded to MAX_KEPT_POINTS."""
 
     def __init__(self):
-        self.train: Dict[str, Series] = {}
-        self.eval: Dict[str, Series] = {}  # keyed by the full name, e.g. "eval/all/exact_accuracy"
+        self._train: Dict[str, BoundedSeries] = {}
+        self._eval: Dict[str, BoundedSeries] = {}  # keyed by the full name, e.g. "eval/all/exact_accuracy"
+
+    @property
+    def train(self) -> Dict[str, Series]:
+        return {k: s.points() for k, s in self._train.items()}
+
+    @property
+    def eval(self) -> Dict[str, Series]:
+        return {k: s.points() for k, s in self._eval.items()}
 
     def add(self, record: Dict[str, float]) -> None:
         step = record.get("step")
         if step is None:
             return
-        # ACT rows count only in the step they halt: a training step in which none halted has all-zero
-        # accuracies (train/steps == 0) that say nothing; its loss is still real.
+        # ACT rows count only in the step they halt: in files of earlier versions a training step in which none
+        # halted has all-zero accuracies (train/steps == 0) that say nothing; its loss is still real.
         none_halted = record.get("train/steps", 1.0) == 0
         for key, value in record.items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -38,13 +90,12 @@ class MetricHistory:
             if key.startswith("train/"):
                 if none_halted and not key.endswith("loss") and key != "train/lr":
                     continue
-                steps, values = self.train.setdefault(key, ([], []))
+                table = self._train
             elif key.startswith("eval/"):
-                steps, values = self.eval.setdefault(key, ([], []))
+                table = self._eval
             else:
                 continue
-            steps.append(float(step))
-            values.append(float(value))
+            table.setdefault(key, BoundedSeries(MAX_KEPT_POINTS)).add(float(step), float(value))
 
     def extend(self, records: Iterable[Dict[str, float]]) -> "MetricHistory":
         for record in records:
@@ -52,7 +103,7 @@ class MetricHistory:
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.train or self.eval)
+        return bool(self._train or self._eval)
 
 
 def read_metrics(path: str) -> List[Dict[str, float]]:
@@ -96,8 +147,8 @@ def _smoothed(values: Sequence[float]) -> List[float]:
     return out
 
 
-def _eval_sets(history: MetricHistory) -> List[str]:
-    return sorted({key.split("/")[1] for key in history.eval})
+def _eval_sets(evaluation: Dict[str, Series]) -> List[str]:
+    return sorted({key.split("/")[1] for key in evaluation})
 
 
 def plot_history(history: MetricHistory, png_path: str, title: Optional[str] = None) -> str:
@@ -109,27 +160,28 @@ def plot_history(history: MetricHistory, png_path: str, title: Optional[str] = N
     FigureCanvasAgg(fig)
     ax_loss, ax_acc = fig.subplots(1, 2)
     train_colour, eval_colours = "tab:blue", ["tab:red", "tab:green", "tab:purple", "tab:brown"]
+    train, evaluation = history.train, history.eval
 
     def train_curve(ax, key: str, label: str, colour: str, style: str = "-") -> None:
-        if key not in history.train:
+        if key not in train:
             return
-        steps, values = _binned(history.train[key], MAX_TRAIN_POINTS)
+        steps, values = _binned(train[key], MAX_TRAIN_POINTS)
         if len(steps) > 1:
             ax.plot(steps, values, color=colour, alpha=0.2, linewidth=0.8)
         ax.plot(steps, _smoothed(values), color=colour, linestyle=style, linewidth=1.6, label=label)
 
     def eval_curve(ax, key: str, label: str, colour: str, style: str = "-") -> None:
-        if key in history.eval:
-            steps, values = history.eval[key]
+        if key in evaluation:
+            steps, values = evaluation[key]
             ax.plot(steps, values, color=colour, linestyle=style, marker="o", markersize=4, linewidth=1.6,
                     label=label)
 
-    sets = _eval_sets(history)
+    sets = _eval_sets(evaluation)
     train_curve(ax_loss, "train/lm_loss", "train", train_colour)
     for i, name in enumerate(sets):
         eval_curve(ax_loss, f"eval/{name}/lm_loss", f"eval ({name})", eval_colours[i % len(eval_colours)])
     ax_loss.set_title("loss (lm_loss, per sequence)")
-    losses = [v for key, (_, values) in {**history.train, **history.eval}.items() if key.endswith("/lm_loss")
+    losses = [v for key, (_, values) in {**train, **evaluation}.items() if key.endswith("/lm_loss")
               for v in values]
     if losses and min(losses) > 0:
         ax_loss.set_yscale("log")

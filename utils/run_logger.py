@@ -1,9 +1,14 @@
 """Metric logging: always a JSONL file in the run folder; W&B too unless `logger=none`.
 
 W&B runs online when the user is logged in and offline otherwise, so a machine without an account or network
-never prompts or hangs; offline runs can be uploaded later with `wandb sync`. With `plot=True` the run folder
+never prompts or hangs; offline runs can be uploaded later with `wandb sync`. A resumed run continues its W&B
+run; one resumed from a checkpoint older than its last logged step is *rewound* to that step (W&B's
+`resume_from`, so the abandoned part of the curve is not shown as the run), or, with a wandb too old for that,
+continues as a new run whose config names the old run and step (`rewound_from`). metrics.jsonl is the truth
+either way. With `plot=True` the run folder
 also gets curves.png (train/eval loss and accuracy, utils/plots.py), re-drawn after each evaluation and at the end.
 """
+import inspect
 import json
 import netrc
 import os
@@ -25,11 +30,22 @@ def wandb_logged_in() -> bool:
         return False
 
 
+def _continuation(wandb, config: dict, resume_id: Optional[str], rewind_step: Optional[int]) -> dict:
+    """wandb.init arguments that continue run `resume_id` (rewound to `rewind_step` when given)."""
+    if resume_id is None:
+        return {"config": config}
+    if rewind_step is None:
+        return {"config": config, "id": resume_id, "resume": "allow"}
+    if "resume_from" in inspect.signature(wandb.init).parameters:
+        return {"config": config, "resume_from": f"{resume_id}?_step={rewind_step}"}
+    return {"config": {**config, "rewound_from": {"run": resume_id, "step": rewind_step}}}
+
+
 class RunLogger:
     """Rank 0 only: append metrics to `<run_dir>/metrics.jsonl` and, if enabled, to W&B."""
 
     def __init__(self, run_dir: str, project: str, run_name: str, config: dict, use_wandb: bool,
-                 resume_id: Optional[str] = None, plot: bool = False):
+                 resume_id: Optional[str] = None, rewind_step: Optional[int] = None, plot: bool = False):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, METRICS_FILE)
         self.plot_path: Optional[str] = os.path.join(run_dir, PLOT_FILE) if plot else None
@@ -48,9 +64,9 @@ class RunLogger:
             import wandb  # imported lazily: it is slow to import and optional with logger=none
 
             mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
-            self._wandb_run = wandb.init(project=project, name=run_name, config=config, dir=run_dir, mode=mode,
-                                         id=resume_id, resume="allow" if resume_id else None,
-                                         settings=wandb.Settings(silent=True))
+            self._wandb_run = wandb.init(project=project, name=run_name, dir=run_dir, mode=mode,
+                                         settings=wandb.Settings(silent=True),
+                                         **_continuation(wandb, config, resume_id, rewind_step))
             if mode == "offline":
                 print("W&B is offline (not logged in); upload the run later with: "
                       f"wandb sync {os.path.dirname(self._wandb_run.dir)}")

@@ -1,0 +1,58 @@
+"""Preemption: on SIGTERM or SIGUSR1 (what Slurm, Kubernetes and torchrun send before they kill a job), every rank
+finishes its step, a full checkpoint is written, and the process exits with PREEMPTED_EXIT_CODE.
+
+The handler only records the signal; the training loop asks `stop_requested` after every step (and after each
+evaluation). Ranks agree through one tiny all-reduce, so all of them stop after the same step even when the
+signal reached only some of them, or reached them at different moments. On NCCL runs the vote goes through a
+gloo group on the CPU: asking never waits for the GPU.
+"""
+import signal
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+import torch.distributed as dist
+
+from training.distributed import DistInfo
+
+# EX_TEMPFAIL (sysexits.h): a temporary failure, the command may be retried; here with resume=latest.
+PREEMPTED_EXIT_CODE = 75
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after writing a full checkpoint; carries the one-line message."""
+
+
+class _State:
+    received: Optional[str] = None  # name of the first signal received
+    group = None                     # the gloo group of the vote on NCCL runs
+
+
+def _record(signum, _frame) -> None:
+    if _State.received is None:
+        _State.received = signal.Signals(signum).name
+
+
+@contextmanager
+def preemption_handlers() -> Iterator[None]:
+    """Record SIGTERM / SIGUSR1 instead of dying on them, for the duration of training."""
+    previous = {sig: signal.signal(sig, _record) for sig in SIGNALS}
+    _State.received = None
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_requested(info: DistInfo) -> Optional[str]:
+    """The signal's name if any rank has received one, else None; every rank must call this at the same points."""
+    if info.world_size == 1:
+        return _State.received
+    if _State.group is None:
+        _State.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+    # 0: none; 1: SIGTERM; 2: SIGUSR1 (the largest wins, so every rank reports the same name).
+    vote = torch.tensor([0 if _State.received is None else 1 + [s.name for s in SIGNALS].index(_State.received)])
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_State.group)
+    return None if vote.item() == 0 else SIGNALS[vote.item() - 1].name
