@@ -77,25 +77,3 @@ def build_adam_atan2(params: Iterable, lr: float, betas: Tuple[float, float], we
         return FusedAdamATan2(params, lr=lr, betas=betas, weight_decay=weight_decay)
     return AdamATan2(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
-
-def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """`optimizer.state_dict()` in the one format checkpoints hold, whichever AdamATan2 backend made it: every
-    `step` count a 0-d float32 CPU tensor, as the fused package keeps it (the PyTorch version above keeps an
-    int). So a run checkpointed on one machine resumes on another that has the other backend."""
-    state = optimizer.state_dict()
-    state["state"] = {k: ({**entry, "step": torch.tensor(float(entry["step"]), dtype=torch.float32)}
-                          if "step" in entry else entry)  # copies: the live state is not touched
-                      for k, entry in state["state"].items()}
-    return state
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load a state saved by `optimizer_state` (or by either backend's own `state_dict`), converting the step
-    counts to what this optimizer keeps: an int for the PyTorch AdamATan2, a float32 tensor on the parameter's
-    device for the fused one (torch's loader would leave it on the CPU, where the CUDA kernel cannot use it)."""
-    optimizer.load_state_dict(state)
-    keeps_int = isinstance(optimizer, AdamATan2)
-    for param, entry in optimizer.state.items():
-        if "step" in entry:
-            step = float(entry["step"])
-            entry["step"] = int(step) if keeps_int else torch.tensor(step, dtype=torch.float32, device=param.device)

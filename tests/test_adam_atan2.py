@@ -92,7 +92,7 @@ class FusedShapedAdamATan2(torch.optim.Optimizer):
 
 def _train(opt_cls, steps, state=None, tmp_path=None):
     """A few seeded steps from fixed weights; optionally resume from a saved state first."""
-    from models.adam_atan2 import load_optimizer_state, optimizer_state
+    from training.checkpointing import load_optimizer_state, optimizer_state
 
     torch.manual_seed(0)
     param = torch.nn.Parameter(torch.randn(6, 4))
@@ -132,7 +132,7 @@ def test_resume_across_backends_continues_exactly(tmp_path):
 
 
 def test_loading_does_not_touch_the_live_state_or_keep_tensor_steps_in_ours():
-    from models.adam_atan2 import load_optimizer_state, optimizer_state
+    from training.checkpointing import load_optimizer_state, optimizer_state
 
     saved = _train(AdamATan2, 2)
     param = torch.nn.Parameter(saved["param"].clone())

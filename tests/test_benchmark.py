@@ -198,3 +198,14 @@ def test_loader_dataset_writer_produces_a_loadable_dataset(tmp_path):
                                                epochs_per_iter=2, rank=0, num_replicas=1), split="train")
     batches = list(loader)
     assert batches and all(b["inputs"].shape == (4, 9) for _, b, _ in batches)
+
+
+@pytest.mark.parametrize("mode", [[], ["--foreground", "--ema"]])
+def test_checkpoint_cost_on_the_tiny_preset(tmp_path, mode):
+    lines, summary = run_script("checkpoint_cost.py", "--preset", "tiny", "--repeats", "1", "--dir", str(tmp_path),
+                                *mode)
+    assert set(summary["files"]) == {"step_N", "step_N.state", "step_N.rank0"}
+    assert summary["total_bytes"] == sum(summary["files"].values()) > 0
+    assert 0 < summary["blocking_s"] <= summary["total_s"]
+    assert summary["background"] == (not mode) and summary["ema"] == bool(mode)
+    assert not list(tmp_path.iterdir())  # cleaned up

@@ -34,7 +34,7 @@ def test_learns_held_out_sudoku_and_writes_run_outputs(sudoku4, tmp_path):
                           home=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    records = read_metrics(run_dir)
+    records = read_metrics(run_dir, timings=True)
     train = [r for r in records if "train/lm_loss" in r]
     evals = [r for r in records if "eval/all/exact_accuracy" in r]
     # 2000 groups / 64 = 156 full batches per 5-epoch iteration (the partial last batch is dropped).
@@ -46,6 +46,7 @@ def test_learns_held_out_sudoku_and_writes_run_outputs(sudoku4, tmp_path):
     assert evals[0]["eval/all/exact_accuracy"] < 0.1
     assert evals[-1]["eval/all/exact_accuracy"] > 0.3
     assert evals[-1]["eval/all/accuracy"] > 0.85
+    assert all(r["eval/wall_time_s"] > 0 for r in evals)  # each evaluation's time is logged
 
     files = set(os.listdir(run_dir))
     assert {"all_config.yaml", "hrm_act_v1.py", "losses.py", "metrics.jsonl", "step_624"} <= files

@@ -9,7 +9,7 @@ import torch
 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset
-from models.adam_atan2 import load_optimizer_state, optimizer_state
+from models.adam_atan2 import AdamATan2
 from training.build import TrainState
 from training.distributed import DistInfo
 from training.errors import TrainingDivergedError
@@ -32,6 +32,37 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+# Optimizer group settings that describe the run, not the optimizer's progress: an elastic resume keeps its own.
+RUN_GROUP_SETTINGS = ("world_size",)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """`optimizer.state_dict()` in the one format checkpoints hold, whichever AdamATan2 backend made it: every
+    `step` count a 0-d float32 CPU tensor, as the fused package keeps it (models/adam_atan2.py's keeps an
+    int). So a run checkpointed on one machine resumes on another that has the other backend."""
+    state = optimizer.state_dict()
+    state["state"] = {k: ({**entry, "step": torch.tensor(float(entry["step"]), dtype=torch.float32)}
+                          if "step" in entry else entry)  # copies: the live state is not touched
+                      for k, entry in state["state"].items()}
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a state saved by `optimizer_state` (or by either backend's own `state_dict`), converting the step
+    counts to what this optimizer keeps: an int for the PyTorch AdamATan2, a float32 tensor on the parameter's
+    device for the fused one (torch's loader would leave it on the CPU, where the CUDA kernel cannot use it).
+    Group settings of this run (the sparse optimizer's number of processes) stay this run's."""
+    run_settings = [{k: group[k] for k in RUN_GROUP_SETTINGS if k in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, settings in zip(optimizer.param_groups, run_settings):
+        group.update(settings)
+    keeps_int = isinstance(optimizer, AdamATan2)
+    for param, entry in optimizer.state.items():
+        if "step" in entry:
+            step = float(entry["step"])
+            entry["step"] = int(step) if keeps_int else torch.tensor(step, dtype=torch.float32, device=param.device)
 
 
 def _rank_state(state: TrainState, info: DistInfo) -> dict:
