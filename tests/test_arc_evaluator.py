@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from dataset import build_arc_dataset as bad
+from dataset import codecs
 from dataset.builder_common import load_split, write_identifiers
-from evaluators.arc import ARC, crop_predictions, merge_states, rank_candidates, validate_submission
+from dataset.codecs import crop_predictions
+from evaluators.arc import ARC, merge_states, rank_candidates, validate_submission
 from utils.config import ConfigError
 
 IDENTITY = np.arange(10, dtype=np.uint8)
@@ -33,7 +35,7 @@ def encode(g):
     """A grid drawn untranslated on the 30x30 canvas (builder's drawing), as 900 tokens."""
     g = np.asarray(g, dtype=np.uint8)
     zero = np.zeros(1, dtype=np.int64)
-    return bad.draw_on_canvas(g[None], zero, zero)[0]
+    return codecs.draw_on_canvas(g[None], zero, zero)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class Scenario:
             self.wrong[task] = {f"w{j}": grid(rng, 2 + j % 3, 3) for j in range(1, 7)}
             # The original first, then distinct (dihedral id, colour permutation) pairs, each moving the grids.
             self.augs[task] = [(0, IDENTITY)] + [(t, perm(rng)) for t in range(1, n_aug[task])]
-        self.names = ["<blank>"] + [bad.augmentation_name(task, t, c) for task in self.augs for t, c in self.augs[task]]
+        self.names = ["<blank>"] + [codecs.augmentation_name(task, t, c) for task in self.augs for t, c in self.augs[task]]
         self.path = str(root)
         os.makedirs(root, exist_ok=True)
         write_identifiers(root, self.names)
@@ -111,9 +113,9 @@ class Scenario:
             pred = np.zeros(900, dtype=np.uint8)
         else:
             original = self.answer(task, i) if what == "ok" else self.wrong[task][what]
-            pred = encode(bad.apply_augmentation(original, tid, colours))
-        return (self.names.index(bad.augmentation_name(task, tid, colours)),
-                encode(bad.apply_augmentation(inp, tid, colours)), pred, q)
+            pred = encode(codecs.apply_augmentation(original, tid, colours))
+        return (self.names.index(codecs.augmentation_name(task, tid, colours)),
+                encode(codecs.apply_augmentation(inp, tid, colours)), pred, q)
 
     def rows(self):
         rows = [self.row(*r) for r in ROWS]
@@ -158,7 +160,7 @@ def test_scenario_is_what_the_comments_say(scenario):
     for task, i, a, what, _ in ROWS:
         tid, colours = scenario.augs[task][a]
         if what == "ok" and a > 0:
-            moved = bad.apply_augmentation(scenario.answer(task, i), tid, colours)
+            moved = codecs.apply_augmentation(scenario.answer(task, i), tid, colours)
             assert moved.shape != scenario.answer(task, i).shape or not np.array_equal(moved, scenario.answer(task, i))
     # Wrong grids differ from the answers.
     for task in scenario.tasks:
@@ -261,7 +263,7 @@ def test_crop_takes_the_largest_top_left_colour_rectangle():
     heights, widths = crop_predictions(canvas.reshape(4, 900).astype(np.uint8))
     assert heights.tolist() == [3, 2, 1, 0] and widths.tolist() == [5, 30, 6, 0]
     # Same grid as the builder's crop on its own (well-formed) canvases.
-    assert bad.crop_canvas(canvas[0]).shape == (3, 5)
+    assert codecs.crop_canvas(canvas[0]).shape == (3, 5)
 
     # Random ragged canvases against brute force over all top-left rectangles.
     rng = np.random.default_rng(0)
@@ -291,8 +293,8 @@ def test_no_predictions_still_gives_a_valid_submission(scenario, tmp_path):
 def test_translated_input_is_still_matched(scenario):
     pid, _, pred, q = scenario.row("aaa", 0, 2, "ok", 0.0)
     tid, colours = scenario.augs["aaa"][2]
-    moved = bad.apply_augmentation(np.array(scenario.tasks["aaa"]["test"][0]["input"], dtype=np.uint8), tid, colours)
-    shifted = bad.draw_on_canvas(moved[None], np.array([3]), np.array([4]))[0]
+    moved = codecs.apply_augmentation(np.array(scenario.tasks["aaa"]["test"][0]["input"], dtype=np.uint8), tid, colours)
+    shifted = codecs.draw_on_canvas(moved[None], np.array([3]), np.array([4]))[0]
     metrics = run_evaluator(ARC(scenario.path, None), [(pid, shifted, pred, q)])
     assert metrics["ARC/unmatched_rows"] == 0.0 and metrics["ARC/task_pass@1"] == 1 / 4
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dataset import build_arc_dataset as bad
+from dataset import codecs
 from dataset.builder_common import check_split_arrays, load_split, run_cli
 from dataset.common import dihedral_transform
 
@@ -60,7 +61,7 @@ def decode(tokens):
     canvas = np.asarray(tokens).reshape(30, 30)
     rows = np.flatnonzero(np.any(canvas >= 2, axis=1))
     cols = np.flatnonzero(np.any(canvas >= 2, axis=0))
-    grid = bad.crop_canvas(canvas)
+    grid = codecs.crop_canvas(canvas)
     np.testing.assert_array_equal(canvas, expected_canvas(grid, rows[0], cols[0]))
     return grid, (int(rows[0]), int(cols[0]))
 
@@ -83,7 +84,7 @@ def check_dataset(out, tasks, num_aug):
             for p in range(gidx[g], gidx[g + 1]):
                 name = names[ids[p]]
                 seen_ids.add(int(ids[p]))
-                task, tid, colours = bad.parse_augmentation_name(name)
+                task, tid, colours = codecs.parse_augmentation_name(name)
                 task_names.add(task)
                 category, raw = tasks[task]
                 if category == "training":
@@ -98,9 +99,9 @@ def check_dataset(out, tasks, num_aug):
                     out_grid, off_out = decode(arr["labels"][pidx[p] + e])
                     assert off_in == off_out
                     offsets.append(off_in)
-                    np.testing.assert_array_equal(bad.invert_augmentation(inp, tid, colours), pair["input"])
-                    np.testing.assert_array_equal(bad.invert_augmentation(out_grid, tid, colours), pair["output"])
-                    np.testing.assert_array_equal(inp, bad.apply_augmentation(np.array(pair["input"], np.uint8),
+                    np.testing.assert_array_equal(codecs.invert_augmentation(inp, tid, colours), pair["input"])
+                    np.testing.assert_array_equal(codecs.invert_augmentation(out_grid, tid, colours), pair["output"])
+                    np.testing.assert_array_equal(inp, codecs.apply_augmentation(np.array(pair["input"], np.uint8),
                                                                                tid, colours))
                     decoded.append(inp.tobytes() + bytes(inp.shape) + out_grid.tobytes() + bytes(out_grid.shape))
                 if split == "test":
@@ -147,15 +148,15 @@ def test_augmentation_name_and_inverse():
     grid = rng.integers(0, 10, size=(4, 7)).astype(np.uint8)
     for tid in range(8):
         colours = np.concatenate([[0], rng.permutation(np.arange(1, 10))]).astype(np.uint8)
-        name = bad.augmentation_name("task_x", tid, colours)
+        name = codecs.augmentation_name("task_x", tid, colours)
         assert name == f"task_x_t{tid}_{''.join(map(str, colours))}"
-        task, tid2, colours2 = bad.parse_augmentation_name(name)
+        task, tid2, colours2 = codecs.parse_augmentation_name(name)
         assert task == "task_x" and tid2 == tid and np.array_equal(colours2, colours)
-        moved = bad.apply_augmentation(grid, tid, colours)
+        moved = codecs.apply_augmentation(grid, tid, colours)
         np.testing.assert_array_equal(moved, colours[dihedral_transform(grid, tid)])
-        np.testing.assert_array_equal(bad.invert_augmentation(moved, tid, colours), grid)
-    assert bad.augmentation_name("abc", 0, np.arange(10)) == "abc"
-    task, tid, colours = bad.parse_augmentation_name("abc")
+        np.testing.assert_array_equal(codecs.invert_augmentation(moved, tid, colours), grid)
+    assert codecs.augmentation_name("abc", 0, np.arange(10)) == "abc"
+    task, tid, colours = codecs.parse_augmentation_name("abc")
     assert task == "abc" and tid == 0 and np.array_equal(colours, np.arange(10))
 
 
@@ -359,7 +360,7 @@ def test_loader_reads_the_output(tmp_path, arc_folder):
 
 def test_original_builder_names_parse_like_ours():
     """The original HRM builder names augmentations <task>|||t<id>|||<perm>; they map back the same way."""
-    from dataset.build_arc_dataset import augmentation_name, parse_augmentation_name
+    from dataset.codecs import augmentation_name, parse_augmentation_name
 
     colours = np.array([0, 3, 1, 2, 4, 5, 6, 7, 9, 8], dtype=np.uint8)
     ours = parse_augmentation_name(augmentation_name("007bbfb7", 5, colours))

@@ -1,6 +1,5 @@
 """TRM through the whole trainer on the CPU: TRM's own README command line, EMA, evaluate.py, the solve CLI, the
 predictions exporter, and its bad inputs as one-line errors."""
-import json
 import os
 import re
 import sys

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
@@ -34,15 +33,11 @@ import numpy as np
 import pydantic
 import torch
 
-TASKS = ("sudoku", "maze", "arc")
+from dataset.codecs import (ARC_MAX_GRID as ARC_SIDE, ARC_SEQ_LEN, ARC_VOCAB_SIZE as ARC_VOCAB, MAZE_CHARSET,
+                            MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, check_maze, check_sudoku, codec_for,
+                            crop_prediction, encode_arc_grid, squarest_box)
 
-# Token encodings of the builders (dataset/build_*_dataset.py).
-SUDOKU_BLANK = 1                 # digit d -> token d + 1; 0 = pad
-MAZE_CHARSET = "# SGo"           # char -> index + 1; 0 = pad
-MAZE_WALL, MAZE_OPEN, MAZE_START, MAZE_GOAL, MAZE_PATH = 1, 2, 3, 4, 5
-ARC_SIDE = 30
-ARC_PAD, ARC_EOS, ARC_COLOUR_OFFSET = 0, 1, 2
-ARC_VOCAB = 12
+TASKS = ("sudoku", "maze", "arc")
 DIGIT_CHARS = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # cell values 1..35 as one character
 
 
@@ -102,8 +97,7 @@ def sudoku_box_shape(size: int, box: Optional[str] = None) -> Tuple[int, int]:
         if rows <= 0 or cols <= 0 or rows * cols != size:
             raise SolveError(f"box={box}: {rows}x{cols} boxes do not tile a {size}x{size} Sudoku")
         return rows, cols
-    rows = max(d for d in range(1, math.isqrt(size) + 1) if size % d == 0)
-    return rows, size // rows
+    return squarest_box(size)
 
 
 def parse_sudoku(text: str, size: Optional[int] = None) -> np.ndarray:
@@ -152,45 +146,6 @@ def format_sudoku(grid: np.ndarray, box: Tuple[int, int]) -> str:
         row = text[r * size:(r + 1) * size]
         lines.append("|".join(" " + " ".join(row[c:c + cols]) + " " for c in range(0, size, cols)).rstrip())
     return "\n".join(lines)
-
-
-@dataclass
-class SudokuCheck:
-    clues: int
-    clues_changed: int
-    rows_valid: int
-    cols_valid: int
-    boxes_valid: int
-    size: int
-    complete: bool            # every cell holds a digit
-
-    @property
-    def clues_kept(self) -> bool:
-        return self.clues_changed == 0
-
-    @property
-    def valid(self) -> bool:
-        return (self.complete and self.clues_kept and self.rows_valid == self.cols_valid == self.boxes_valid
-                == self.size)
-
-
-def check_sudoku(puzzle: np.ndarray, answer: np.ndarray, box: Tuple[int, int]) -> SudokuCheck:
-    """Check an answer (digits; 0 or negative = not a digit) against the rules and the puzzle's clues."""
-    puzzle, answer = np.asarray(puzzle), np.asarray(answer)
-    size = puzzle.shape[0]
-    rows, cols = box
-    want = set(range(1, size + 1))
-    boxes = answer.reshape(size // rows, rows, size // cols, cols).transpose(0, 2, 1, 3).reshape(size, size)
-    clue_mask = puzzle > 0
-    return SudokuCheck(
-        clues=int(clue_mask.sum()),
-        clues_changed=int((clue_mask & (answer != puzzle)).sum()),
-        rows_valid=sum(set(row.tolist()) == want for row in answer),
-        cols_valid=sum(set(col.tolist()) == want for col in answer.T),
-        boxes_valid=sum(set(b.tolist()) == want for b in boxes),
-        size=size,
-        complete=bool(np.all((answer >= 1) & (answer <= size))),
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,80 +198,6 @@ def format_maze(grid: np.ndarray) -> str:
                      for row in np.asarray(grid))
 
 
-def _bfs(passable: np.ndarray, start: Tuple[int, int]) -> np.ndarray:
-    """4-neighbourhood distances from `start` over `passable` cells (-1 = unreachable)."""
-    dist = np.full(passable.shape, -1, dtype=np.int64)
-    dist[start] = 0
-    queue = deque([start])
-    rows, cols = passable.shape
-    while queue:
-        r, c = queue.popleft()
-        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-            if 0 <= nr < rows and 0 <= nc < cols and passable[nr, nc] and dist[nr, nc] < 0:
-                dist[nr, nc] = dist[r, c] + 1
-                queue.append((nr, nc))
-    return dist
-
-
-@dataclass
-class MazeCheck:
-    walls_changed: int          # wall cells of the maze that the answer changed, plus walls added on open cells
-    endpoints_kept: bool        # S and G where they were
-    path_cells: int             # cells marked 'o'
-    path_on_walls: int          # 'o' marks on cells that are not open in the maze
-    bad_tokens: int             # answer tokens outside "# SGo" (padding)
-    connected: bool             # S reaches G through 'o' cells
-    stray_cells: int            # 'o' cells not connected to the S-G route
-    dead_ends: int              # 'o' cells with fewer than two marked neighbours (spurs off the route)
-    route_length: Optional[int]  # steps of the shortest S-G route through the marked cells
-    shortest_length: Optional[int]  # steps of the shortest S-G path of the maze
-
-    @property
-    def valid(self) -> bool:
-        return (self.walls_changed == 0 and self.endpoints_kept and self.path_on_walls == 0 and self.bad_tokens == 0
-                and self.connected and self.stray_cells == 0 and self.dead_ends == 0)
-
-    @property
-    def shortest(self) -> bool:
-        """A valid path with exactly as many cells as a shortest path (so it is one, without detours)."""
-        return (self.valid and self.shortest_length is not None
-                and self.path_cells == self.shortest_length - 1)
-
-
-def check_maze(maze: np.ndarray, answer: np.ndarray) -> MazeCheck:
-    """Check a predicted maze (tokens) against the input maze (tokens, no path marked)."""
-    maze, answer = np.asarray(maze), np.asarray(answer)
-    start = tuple(int(x) for x in np.argwhere(maze == MAZE_START)[0])
-    goal = tuple(int(x) for x in np.argwhere(maze == MAZE_GOAL)[0])
-    is_wall, was_wall = answer == MAZE_WALL, maze == MAZE_WALL
-    path = answer == MAZE_PATH
-    endpoints_kept = bool(answer[start] == MAZE_START and answer[goal] == MAZE_GOAL
-                          and (answer == MAZE_START).sum() == 1 and (answer == MAZE_GOAL).sum() == 1)
-    open_cells = maze == MAZE_OPEN
-
-    route = path.copy()
-    route[start] = route[goal] = True
-    from_start = _bfs(route, start)
-    connected = bool(from_start[goal] > 0)
-    from_goal = _bfs(route, goal)
-    reached = (from_start >= 0) | (from_goal >= 0)
-    shortest = _bfs(maze != MAZE_WALL, start)[goal]
-    padded = np.pad(route, 1)
-    neighbours = (padded[:-2, 1:-1].astype(int) + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
-    return MazeCheck(
-        walls_changed=int((was_wall != is_wall).sum()),
-        endpoints_kept=endpoints_kept,
-        path_cells=int(path.sum()),
-        path_on_walls=int((path & ~open_cells).sum()),
-        bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()),
-        connected=connected,
-        stray_cells=int((path & ~reached).sum()) if connected else int(path.sum()),
-        dead_ends=int((path & (neighbours < 2)).sum()),
-        route_length=int(from_start[goal]) if connected else None,
-        shortest_length=int(shortest) if shortest > 0 else None,
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # ARC
 
@@ -354,37 +235,6 @@ def parse_arc_task(text: str) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     return pairs
 
 
-def encode_arc_grid(grid: np.ndarray) -> np.ndarray:
-    """A grid on the 30x30 canvas at the top-left corner, as the builder draws test examples: colour + 2, with
-    end-of-grid marks (1) on the row below and the column right of it; 0 elsewhere. Returns (900,) tokens."""
-    grid = np.asarray(grid)
-    h, w = grid.shape
-    canvas = np.full((ARC_SIDE, ARC_SIDE), ARC_PAD, dtype=np.int64)
-    canvas[:h, :w] = grid + ARC_COLOUR_OFFSET
-    if h < ARC_SIDE:
-        canvas[h, :w] = ARC_EOS
-    if w < ARC_SIDE:
-        canvas[:h, w] = ARC_EOS
-    return canvas.reshape(-1)
-
-
-def crop_arc_prediction(tokens: np.ndarray) -> np.ndarray:
-    """The predicted grid: the largest rectangle of colour tokens anchored at the top-left corner (the model marks
-    its end with end-of-grid tokens). Returns colours, possibly (0, 0) when the corner is not a colour."""
-    canvas = np.asarray(tokens).reshape(ARC_SIDE, ARC_SIDE)
-    is_colour = (canvas >= ARC_COLOUR_OFFSET) & (canvas < ARC_COLOUR_OFFSET + 10)
-    best, best_shape, width = 0, (0, 0), ARC_SIDE
-    for r in range(ARC_SIDE):
-        row_run = int(np.argmin(is_colour[r])) if not is_colour[r].all() else ARC_SIDE
-        width = min(width, row_run)
-        if width == 0:
-            break
-        if (r + 1) * width > best:
-            best, best_shape = (r + 1) * width, (r + 1, width)
-    h, w = best_shape
-    return (canvas[:h, :w] - ARC_COLOUR_OFFSET).astype(np.int64)
-
-
 def format_arc(grid: np.ndarray) -> str:
     """JSON rows, one per line."""
     rows = [json.dumps(row) for row in np.asarray(grid).tolist()]
@@ -393,18 +243,6 @@ def format_arc(grid: np.ndarray) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Model
-
-
-def infer_task(vocab_size: int, seq_len: int) -> Optional[str]:
-    """The builder that makes datasets of this vocabulary and sequence length, if any."""
-    side = math.isqrt(seq_len)
-    if side * side == seq_len and vocab_size == side + 2 and 1 < side <= len(DIGIT_CHARS):
-        return "sudoku"
-    if seq_len == ARC_SIDE * ARC_SIDE and vocab_size == ARC_VOCAB:
-        return "arc"
-    if side * side == seq_len and vocab_size == len(MAZE_CHARSET) + 1:
-        return "maze"
-    return None
 
 
 @dataclass
@@ -544,7 +382,7 @@ def _seq_len_for(task: str, text: str):
         if spans:
             return spans[0] - prefix
         if task == "arc":
-            return ARC_SIDE * ARC_SIDE
+            return ARC_SEQ_LEN
         if task == "maze":
             lines = [line for line in text.splitlines() if line.strip()]
             return len(lines) ** 2 if len(lines) > 1 else len(lines[0]) if lines else 0
@@ -558,7 +396,8 @@ def solve(config: SolveConfig, out=None) -> bool:
     text, file_name = _read_puzzle(config)
     guessed = config.task or _guess_task_from_input(text, file_name)
     loaded = load_model(config, seq_len_hint=_seq_len_for(guessed, text))
-    task = config.task or infer_task(loaded.vocab_size, loaded.seq_len)
+    codec = codec_for(loaded.vocab_size, loaded.seq_len)
+    task = config.task or (codec.name if codec is not None else None)
     if task is None:
         raise SolveError(f"cannot tell the task from the dataset (vocab_size {loaded.vocab_size}, seq_len "
                          f"{loaded.seq_len}); pass task=sudoku|maze|arc")
@@ -647,9 +486,9 @@ def _solve_maze(loaded: LoadedModel, text: str, say) -> bool:
 
 
 def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: Optional[str], say) -> bool:
-    if loaded.seq_len != ARC_SIDE * ARC_SIDE or loaded.vocab_size != ARC_VOCAB:
+    if loaded.seq_len != ARC_SEQ_LEN or loaded.vocab_size != ARC_VOCAB:
         raise SolveError(f"the model (vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}) is not an ARC model "
-                         f"(vocab_size {ARC_VOCAB}, seq_len {ARC_SIDE * ARC_SIDE})")
+                         f"(vocab_size {ARC_VOCAB}, seq_len {ARC_SEQ_LEN})")
     pairs = parse_arc_task(text)
     name = config.name or (os.path.splitext(os.path.basename(file_name))[0] if file_name else None)
     identifier = loaded.blank_identifier
@@ -667,7 +506,7 @@ def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: O
 
     all_ok = True
     for k, ((grid, expected), tokens) in enumerate(zip(pairs, preds)):
-        answer = crop_arc_prediction(tokens)
+        answer = crop_prediction(tokens).astype(np.int64)
         say(f"test input {k} ({grid.shape[0]}x{grid.shape[1]}):")
         say(format_arc(grid))
         say(f"answer {k} ({answer.shape[0]}x{answer.shape[1]}):")
