@@ -10,7 +10,6 @@ The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a pub
 checkpoint file is a model state dict, with or without torch.compile's `_orig_mod.` key prefix.
 """
 import json
-import os
 import sys
 from typing import List, Optional
 
@@ -24,6 +23,7 @@ from training.evaluation import evaluate
 from training.run_config import load_run_config
 from utils.checkpoint import load_model_state_dict, load_weights
 from utils.config import ConfigError, check_savable_outputs, format_validation_error
+from utils.hub import output_prefix
 
 
 class EvalConfig(pydantic.BaseModel):
@@ -75,7 +75,7 @@ def main(argv: List[str]) -> None:
         load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
 
         evaluators = create_evaluators(config, eval_loader)
-        prefix = os.path.abspath(eval_config.checkpoint)
+        prefix = output_prefix(eval_config.checkpoint)  # an hf:// checkpoint's outputs go under checkpoints/hub/
         modes = [False, True] if eval_config.adaptive_halting else [False]
         results = {halt_on_q: evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
                                        prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q)

@@ -258,8 +258,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                     "the hub repo --source-repo.")
     src = p.add_argument_group("source (choose one)")
     src.add_argument("--source-repo", default=DEFAULT_SOURCE_REPO,
-                     help="hub dataset repo holding train.csv/test.csv (used when neither --input-dir nor "
-                          "--generate is given; needs huggingface_hub and network) [%(default)s]")
+                     help="hub dataset repo holding train.csv/test.csv, used when neither --input-dir nor "
+                          "--generate is given; downloaded once into the hub cache (docs/DATASETS.md) [%(default)s]")
     src.add_argument("--input-dir", type=Path, default=None,
                      help="folder with local copies of the published train.csv and test.csv")
     src.add_argument("--generate", type=non_negative_int, default=None, metavar="N",

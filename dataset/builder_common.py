@@ -30,6 +30,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from dataset.common import PuzzleDatasetMetadata
+from utils.hub import HubError, HubFile, download
 
 SPLITS = ("train", "test")
 ARRAY_FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -307,21 +308,13 @@ def write_puzzle_csv(path: os.PathLike | str, rows: Sequence[Sequence[str]]) -> 
 
 
 def fetch_from_hub(repo: str, filename: str) -> str:
-    """Download `filename` of a hub dataset repo; any failure is a DatasetBuildError that names the alternatives."""
-    alternatives = "use --input-dir DIR (local train.csv and test.csv) or --generate N"
+    """Download `filename` of a hub dataset repo into the hub cache (or find it there), as the original builders do;
+    any failure is a DatasetBuildError that names the local alternatives."""
     try:
-        from huggingface_hub import hf_hub_download  # optional dependency
-    except ImportError:
-        raise DatasetBuildError(
-            f"cannot read {filename} from the hub dataset {repo}: huggingface_hub is not installed; {alternatives}"
-        ) from None
-    try:
-        return hf_hub_download(repo, filename, repo_type="dataset")
-    except Exception as e:  # network, auth, missing file: all end the same way
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DatasetBuildError(
-            f"cannot download {filename} from the hub dataset {repo} ({reason}); {alternatives}"
-        ) from None
+        return download(HubFile(repo, filename, repo_type="dataset"))
+    except HubError as err:
+        raise DatasetBuildError(f"{err}; use --input-dir DIR (local train.csv and test.csv) or --generate N"
+                                ) from None
 
 
 def source_csv_paths(input_dir: Optional[str], source_repo: str) -> Dict[str, Path]:

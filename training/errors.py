@@ -4,6 +4,7 @@ from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.device import DeviceError
 from utils.functions import ClassNotFoundError
+from utils.hub import HubError
 
 
 class TrainingDivergedError(RuntimeError):
@@ -11,4 +12,4 @@ class TrainingDivergedError(RuntimeError):
 
 
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, ClassNotFoundError, DeviceError, CheckpointError,
-               TrainingDivergedError)
+               HubError, TrainingDivergedError)

@@ -9,6 +9,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from training.distributed import DistInfo
+from utils import hub
 from utils.config import ConfigError, PretrainConfig, validate_config
 from utils.functions import get_model_source_paths
 from utils.run_logger import RunLogger
@@ -70,8 +71,10 @@ def create_logger(config: PretrainConfig, wandb_id: Optional[str] = None, rewind
 def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] = None, **overrides) -> PretrainConfig:
     """The training config saved beside `checkpoint` (ours or a published HRM/TRM run's), for using the checkpoint
     rather than continuing its training: no resume, no weights to load; `data_path` replaces the run's datasets,
-    other keyword arguments replace config fields."""
-    config_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), RUN_CONFIG_FILE)
+    other keyword arguments replace config fields. An hf://OWNER/REPO/FILE checkpoint is downloaded with the
+    all_config.yaml beside it in the repository."""
+    local_checkpoint = hub.resolve(checkpoint, beside=(RUN_CONFIG_FILE,))
+    config_path = os.path.join(os.path.dirname(os.path.abspath(local_checkpoint)), RUN_CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise ConfigError(f"no {RUN_CONFIG_FILE} beside {checkpoint}; the run is rebuilt from it (copy the "
                           f"training run's {RUN_CONFIG_FILE} there)")

@@ -22,6 +22,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from utils import hub
+
 COMPILED_PREFIX = "_orig_mod."  # torch.compile'd modules prefix their state-dict keys with this
 PUZZLE_EMB_KEY_SUFFIX = "puzzle_emb.weights"  # the sparse puzzle-embedding table (rows = puzzle identifiers)
 TRAIN_STATE_SUFFIX = ".state"
@@ -66,8 +68,9 @@ def load_torch_file(path: str, mmap: bool = False):
 
 
 def load_model_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Load a model state dict (ours or a published one), without any `_orig_mod.` prefix."""
-    state = load_torch_file(path)
+    """Load a model state dict (ours or a published one), without any `_orig_mod.` prefix. `path` is a file or an
+    hf://OWNER/REPO/FILE reference, downloaded into the hub cache first."""
+    state = load_torch_file(hub.resolve(path))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint file {path} does not hold a model state dict")
     return {k.removeprefix(COMPILED_PREFIX): v for k, v in state.items()}
