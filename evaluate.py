@@ -4,6 +4,7 @@
     python evaluate.py checkpoint=.../step_1000 data_path=data/sudoku-extreme-full save_outputs=[preds,q_halt_logits]
     python evaluate.py checkpoint=.../step_1000 adaptive_halting=true    # also stop rows when their Q head says so
     python evaluate.py checkpoint=.../step_1000 'evaluators=[{name: arc@ARC}]'
+    python evaluate.py checkpoint=.../step_1000 test_time.augmentations=8 test_time.segments=32   # test-time compute
     torchrun --nproc-per-node 8 evaluate.py checkpoint=...
 
 The run is rebuilt from the all_config.yaml beside the checkpoint (ours or a published HRM/TRM checkpoint's); the
@@ -11,12 +12,12 @@ checkpoint file is a model state dict, with or without torch.compile's `_orig_mo
 """
 import json
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import pydantic
 from omegaconf import OmegaConf
 
-from training.build import create_dataloader, create_evaluators, create_model, training_metadata
+from training.build import create_dataloader, create_evaluators, create_model, create_test_time, training_metadata
 from training.distributed import close_distributed, init_distributed
 from training.errors import USER_ERRORS
 from training.evaluation import evaluate
@@ -36,6 +37,7 @@ class EvalConfig(pydantic.BaseModel):
     device: str = "auto"
     compile: Optional[bool] = None
     evaluators: Optional[List[dict]] = None   # default: the run's
+    test_time: Dict[str, Any] = {}            # test-time compute (utils/config.py TestTimeConfig); default: plain
     # Also evaluate with adaptive halting (each row stops when its Q head prefers halting) and compare segments
     # used, accuracy and wall time with always running halt_max_steps.
     adaptive_halting: bool = False
@@ -69,16 +71,18 @@ def main(argv: List[str]) -> None:
                     if getattr(eval_config, k) is not None}
         config = load_run_config(eval_config.checkpoint, info.world_size, data_path=eval_config.data_path,
                                  device=eval_config.device, compile=eval_config.compile,
-                                 eval_save_outputs=eval_config.save_outputs, **optional)
+                                 eval_save_outputs=eval_config.save_outputs, test_time=eval_config.test_time,
+                                 **optional)
         eval_loader = create_dataloader(config, "test", info)
         model, forward = create_model(config, training_metadata(config), info)  # no training loader is built
         load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
 
         evaluators = create_evaluators(config, eval_loader)
+        test_time = create_test_time(config, eval_loader)
         prefix = output_prefix(eval_config.checkpoint)  # an hf:// checkpoint's outputs go under checkpoints/hub/
         modes = [False, True] if eval_config.adaptive_halting else [False]
         results = {halt_on_q: evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
-                                       prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q)
+                                       prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q, test_time)
                    for halt_on_q in modes}
         if info.rank == 0:
             print(json.dumps(results[False], indent=2))

@@ -14,7 +14,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from training.build import create_dataloader, create_evaluators, init_train_state, total_train_steps
+from training.build import (create_dataloader, create_evaluators, create_test_time, init_train_state,
+                            total_train_steps)
 from training.checkpointing import restore_train_state, rewind_metrics
 from training.distributed import close_distributed, init_distributed
 from training.errors import USER_ERRORS
@@ -34,6 +35,7 @@ def main(hydra_config: DictConfig) -> None:
         eval_loader = create_dataloader(config, "test", info)
         state = init_train_state(config, train_loader.metadata, info, total_train_steps(config, train_loader))
         state.evaluators = create_evaluators(config, eval_loader)
+        state.test_time = create_test_time(config, eval_loader)
         wandb_id = restore_train_state(config, state, train_loader, info) if config.resume else None
 
         if info.rank == 0:

@@ -256,7 +256,7 @@ class RecursiveReasoningACT(nn.Module):
 
     What the trainer may use (and nothing else of a model's internals):
       * `config`                  the validated model config;
-      * `initial_carry(batch)`, `forward(carry, batch, halt_on_q=False)`;
+      * `initial_carry(batch)`, `forward(carry, batch, halt_on_q=False, max_steps=None, latent_noise=None)`;
       * `sparse_embeddings()`     the tables trained by the sparse SignSGD (buffers, not parameters);
       * `rng_state()` / `load_rng_state(state)`  the model's own random generators, for exact resume.
     """
@@ -320,12 +320,15 @@ class RecursiveReasoningACT(nn.Module):
             return q_halt_logits > 0  # TRM: sigmoid(q_halt) > 0.5, the head's belief that the answer is right
         return q_halt_logits > q_continue_logits
 
-    def forward(self, carry: ACTCarry, batch: Batch, halt_on_q: bool = False
-                ) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
-        """One segment. In evaluation, rows run halt_max_steps segments, or with `halt_on_q` stop as soon as
-        their Q head says halt (adaptive inference)."""
+    def forward(self, carry: ACTCarry, batch: Batch, halt_on_q: bool = False, max_steps: Optional[int] = None,
+                latent_noise: Optional[torch.Tensor] = None) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
+        """One segment. In evaluation, rows run halt_max_steps segments (`max_steps` to run more or fewer), or with
+        `halt_on_q` stop as soon as their Q head says halt (adaptive inference). `latent_noise` (rows, positions,
+        hidden) is added to the latent z_L before the segment (test-time trajectories, DESIGN §9)."""
         halted = carry.halted
         inner_carry = self.inner.reset_carry(halted, carry.inner_carry)
+        if latent_noise is not None:
+            inner_carry = InnerCarry(z_H=inner_carry.z_H, z_L=inner_carry.z_L + latent_noise.to(inner_carry.z_L.dtype))
         steps = torch.where(halted, 0, carry.steps)
         current_data = {k: torch.where(halted.view((-1,) + (1,) * (batch[k].ndim - 1)), batch[k], v)
                         for k, v in carry.current_data.items()}
@@ -335,7 +338,7 @@ class RecursiveReasoningACT(nn.Module):
 
         with torch.no_grad():
             steps = steps + 1
-            is_last_step = steps >= self.config.halt_max_steps
+            is_last_step = steps >= (max_steps or self.config.halt_max_steps)
             halted = is_last_step
             # Evaluation runs halt_max_steps segments by default, so batches are comparable and static in shape.
             if halt_on_q and not self.training:

@@ -40,6 +40,27 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
 LOSS_FUNCTIONS = {"stablemax_cross_entropy": stablemax_cross_entropy, "softmax_cross_entropy": softmax_cross_entropy}
 
 
+def answer_metrics(preds: torch.Tensor, labels: torch.Tensor, q_halt_logits: torch.Tensor, steps: torch.Tensor,
+                   rows: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+    """Metric sums over the `rows` (bool, e.g. those that halted) that have labels: count, accuracy (each
+    sequence's fraction of correct labelled tokens), exact_accuracy, q_halt_accuracy ((q_halt >= 0) == fully
+    correct), steps; and every sequence's "fully correct" flag."""
+    mask = labels != IGNORE_LABEL_ID
+    loss_counts = mask.sum(-1)
+    is_correct = mask & (preds == labels)
+    seq_is_correct = is_correct.sum(-1) == loss_counts
+    valid = rows & (loss_counts > 0)
+    metrics = {
+        "count": valid.sum(),
+        "accuracy": torch.where(valid, (is_correct.to(torch.float32) / loss_counts.clamp_min(1).unsqueeze(-1)).sum(-1),
+                                0).sum(),
+        "exact_accuracy": (valid & seq_is_correct).sum(),
+        "q_halt_accuracy": (valid & ((q_halt_logits >= 0) == seq_is_correct)).sum(),
+        "steps": torch.where(valid, steps, 0).sum(),
+    }
+    return metrics, seq_is_correct
+
+
 class ACTLossHead(nn.Module):
     """Wraps an ACT model: one call runs one segment and returns (carry, loss, metrics, outputs, all_halted).
 
@@ -64,20 +85,9 @@ class ACTLossHead(nn.Module):
 
         with torch.no_grad():
             outputs["preds"] = torch.argmax(outputs["logits"], dim=-1)
-            mask = labels != IGNORE_LABEL_ID
-            loss_counts = mask.sum(-1)
-            loss_divisor = loss_counts.clamp_min(1).unsqueeze(-1)
-            is_correct = mask & (outputs["preds"] == labels)
-            seq_is_correct = is_correct.sum(-1) == loss_counts
-
-            valid = new_carry.halted & (loss_counts > 0)
-            metrics = {
-                "count": valid.sum(),
-                "accuracy": torch.where(valid, (is_correct.to(torch.float32) / loss_divisor).sum(-1), 0).sum(),
-                "exact_accuracy": (valid & seq_is_correct).sum(),
-                "q_halt_accuracy": (valid & ((outputs["q_halt_logits"] >= 0) == seq_is_correct)).sum(),
-                "steps": torch.where(valid, new_carry.steps, 0).sum(),
-            }
+            metrics, seq_is_correct = answer_metrics(outputs["preds"], labels, outputs["q_halt_logits"],
+                                                     new_carry.steps, new_carry.halted)
+            loss_divisor = (labels != IGNORE_LABEL_ID).sum(-1).clamp_min(1).unsqueeze(-1)
 
         # Each sequence weighs the same whatever its number of labelled tokens.
         lm_loss = (self.loss_fn(outputs["logits"], labels, ignore_index=IGNORE_LABEL_ID) / loss_divisor).sum()

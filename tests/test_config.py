@@ -1,5 +1,6 @@
 import os
 
+import pydantic
 import pytest
 import yaml
 
@@ -46,7 +47,8 @@ def test_yaml_optional_values_equal_field_defaults():
         if name in unlisted:
             assert name not in raw, name
         elif not field.is_required() and name not in published:
-            assert raw[name] == field.default, name
+            default = field.default.model_dump() if isinstance(field.default, pydantic.BaseModel) else field.default
+            assert raw[name] == default, name
 
 
 def test_data_path_or_data_paths():

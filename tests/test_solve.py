@@ -100,6 +100,25 @@ def test_puzzle_file_and_missing_dataset(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_test_time_compute_matches_evaluate(trained, tmp_path, capsys):
+    """The CLI's answer with augmentations and noisy trajectories is what evaluate.py selects for that puzzle."""
+    saved = trained["saved"]
+    k = clue_keeping_example(saved)
+    settings = ["augmentations=4", "trajectories=2", "noise_std=0.5", "filter_invalid=true"]
+    assert solve.main([f"checkpoint={trained['checkpoint']}", f"puzzle={digits_of(saved['inputs'][k])}",
+                       "device=cpu", *settings]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^test-time compute: 8 variants gave \d+ distinct answer\(s\)", out, re.M)
+    result = subprocess.run([sys.executable, "evaluate.py", f"checkpoint={trained['checkpoint']}", "device=cpu",
+                             "save_outputs=[preds]", "global_batch_size=8",
+                             *[f"test_time.{s}" for s in settings]], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = torch.load(str(trained["checkpoint"]) + "_all_preds.0", weights_only=True)["preds"]
+    assert answer_of(out) == digits_of(evaluated[k])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("args, fragment", [
     (["puzzle=1234"], "the Sudoku has 4 cells, the model expects 16"),
     (["puzzle=12x4............"], "cell 3 holds 'x'"),
@@ -252,3 +271,14 @@ def test_arc_through_the_cli(tmp_path, capsys):
         in capsys.readouterr().out
     assert solve.main([f"checkpoint={checkpoint}", f"puzzle_file={other}", "name=puzzle_4"]) == 0
     assert "puzzle identifier 4" in capsys.readouterr().out
+    # Votes over the task's augmented puzzles (each with its own identifier) when the dataset has them.
+    assert solve.main([f"checkpoint={checkpoint}", f"puzzle_file={path}", "augmentations=3"]) == 0
+    assert "voting over" not in capsys.readouterr().out  # this dataset's names are plain: no augmented puzzles
+    names = ["<blank>", "puzzle_3", "puzzle_3_t1_0123456789", "puzzle_3_t4_0312456789", "other"]
+    (tmp_path / "arc" / "identifiers.json").write_text(json.dumps(names))
+    assert solve.main([f"checkpoint={checkpoint}", f"puzzle_file={path}", "augmentations=3"]) == 0
+    out = capsys.readouterr().out
+    assert "voting over the task and 2 of its augmented puzzles" in out
+    assert re.search(r"^test-time compute: 3 variants gave [123] distinct answer\(s\)", out, re.M)
+    assert solve.main([f"checkpoint={checkpoint}", f"puzzle_file={path}", "augmentations=2", "name=nothing"]) == 2
+    assert "votes over the task's augmented puzzles" in capsys.readouterr().err

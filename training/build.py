@@ -9,32 +9,19 @@ from torch import nn
 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
-from evaluators import Evaluator
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
 from training.distributed import DistInfo, broadcast_module
+from training.evaluation import BoundEvaluator
+from training.test_time import TestTimeCompute, build_test_time, check_savable
 from utils.checkpoint import CheckpointWriter, load_model_state_dict, load_weights
-from utils.config import ConfigError, PretrainConfig, format_validation_error
+from utils.config import ConfigError, PretrainConfig, eval_batch_size, format_validation_error
 from utils.device import default_compile, default_forward_dtype, is_cuda
 from utils.ema import ModelEMA
 from utils.functions import load_model_class
 
 # Model config keys the trainer derives from the dataset and the run; setting them under arch is an error.
 DERIVED_ARCH_KEYS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
-
-
-@dataclass
-class BoundEvaluator:
-    """An evaluator fed the rows of one dataset of the (possibly merged) test loader."""
-
-    evaluator: Evaluator
-    dataset_index: int         # position in the test data paths
-    identifier_offset: int     # subtracted from the merged puzzle identifiers: the dataset's own ids again
-
-    @property
-    def name(self) -> str:
-        """Folder suffix and metric-group suffix: the class name, plus the dataset index after the first."""
-        return f"{type(self.evaluator).__name__}{self.dataset_index or ''}"
 
 
 @dataclass
@@ -52,15 +39,20 @@ class TrainState:
     pending_metrics: Optional[Dict[str, torch.Tensor]] = None
     pending_steps: int = 0
     evaluators: Sequence[BoundEvaluator] = ()
+    test_time: Optional[TestTimeCompute] = None
     writer: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(background=False))
     saved_step: Optional[int] = None  # step of the last checkpoint written or resumed from
 
 
 def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
+    """The training loader, or the evaluation loader (whose batches shrink so that their puzzles' test-time
+    variants fill at most a training batch)."""
+    batch = config.global_batch_size if split == "train" else eval_batch_size(
+        config.global_batch_size, config.test_time.variants, info.world_size)
     return PuzzleDataset(PuzzleDatasetConfig(
         seed=config.seed,
         dataset_paths=config.train_data_paths if split == "train" else config.test_data_paths,
-        global_batch_size=config.global_batch_size,
+        global_batch_size=batch,
         test_set_mode=split != "train",
         epochs_per_iter=config.epochs_per_eval,
         rank=info.rank,
@@ -160,6 +152,14 @@ def create_evaluators(config: PretrainConfig, eval_loader: PuzzleDataset) -> Lis
                                     **spec.extra)
             bound.append(BoundEvaluator(evaluator, index, source.identifier_offset))
     return bound
+
+
+def create_test_time(config: PretrainConfig, eval_loader: PuzzleDataset) -> Optional[TestTimeCompute]:
+    """The evaluation's test-time compute (None for plain evaluation), checked against the test data's task."""
+    if config.test_time.plain:
+        return None
+    check_savable(config.eval_save_outputs)
+    return build_test_time(config.test_time, eval_loader.metadata, config.seed, ", ".join(config.test_data_paths))
 
 
 def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> int:

@@ -83,7 +83,8 @@ def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader:
     """Evaluate the run's current weights (the EMA ones when enabled), saving requested outputs."""
     with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
         return evaluate(state.model, state.forward, eval_loader, info, config.eval_save_outputs,
-                        checkpoint_path(config.checkpoint_path, state.step), state.evaluators)
+                        checkpoint_path(config.checkpoint_path, state.step), state.evaluators,
+                        test_time=state.test_time)
 
 
 def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:

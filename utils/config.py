@@ -52,6 +52,49 @@ class EvaluatorConfig(_NamedWithExtras):
     """An evaluator run at every evaluation, "module@Class" under evaluators/; extra keys go to its constructor."""
 
 
+class TestTimeConfig(pydantic.BaseModel):
+    """Test-time compute at evaluation (DESIGN §9; training/test_time.py): every test puzzle is run as
+    augmentations x trajectories variants in one batch, and one candidate answer is selected per puzzle. The
+    defaults are plain evaluation."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    # A: random members of the task's symmetry group per puzzle (the first is the identity); answers are mapped
+    # back to the puzzle's frame before they are compared.
+    augmentations: int = pydantic.Field(1, ge=1)
+    augmentation_kinds: Optional[List[str]] = None  # the group members drawn from; None = all the task has
+    # K: runs per augmentation with Gaussian noise of std noise_std added to the latent z_L, at the initial state
+    # ("init") or before every segment ("segment").
+    trajectories: int = pydantic.Field(1, ge=1)
+    noise_std: float = pydantic.Field(0.0, ge=0)
+    noise_at: Literal["init", "segment"] = "init"
+    segments: Optional[int] = pydantic.Field(None, gt=0)  # ACT segments at evaluation; None = halt_max_steps
+    filter_invalid: bool = False  # drop candidates that fail the task's check (Sudoku rules, a shortest maze path)
+    # "vote": most variants, then the highest mean sigmoid(q_halt); "q_halt": the variant with the highest q_halt.
+    select: Literal["vote", "q_halt"] = "vote"
+
+    @pydantic.model_validator(mode="after")
+    def _noise_for_trajectories(self):
+        if self.trajectories > 1 and self.noise_std == 0:
+            raise ValueError(f"trajectories={self.trajectories} with noise_std=0 runs the same trajectory "
+                             f"{self.trajectories} times; set test_time.noise_std > 0 (e.g. 0.3) or trajectories=1")
+        return self
+
+    @property
+    def variants(self) -> int:
+        return self.augmentations * self.trajectories
+
+    @property
+    def plain(self) -> bool:
+        return self == TestTimeConfig()
+
+
+def eval_batch_size(global_batch_size: int, variants: int, world_size: int) -> int:
+    """The global batch of evaluation: puzzles x variants rows stay within the training batch's rows (memory
+    stays bounded), a multiple of the number of processes, at least one puzzle per process."""
+    return max(world_size, global_batch_size // variants // world_size * world_size)
+
+
 class PretrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -87,6 +130,7 @@ class PretrainConfig(pydantic.BaseModel):
     min_eval_interval: int = pydantic.Field(0, ge=0)
     eval_save_outputs: List[str] = []
     evaluators: List[EvaluatorConfig] = []  # e.g. [{name: arc@ARC}]: task metrics such as ARC pass@K
+    test_time: TestTimeConfig = TestTimeConfig()  # augmentation voting, latent-noise trajectories, more segments
 
     # Additions to the original trainer.
     device: str = "auto"             # auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps

@@ -34,8 +34,9 @@ import pydantic
 import torch
 
 from dataset.codecs import (ARC_MAX_GRID as ARC_SIDE, ARC_SEQ_LEN, ARC_VOCAB_SIZE as ARC_VOCAB, MAZE_CHARSET,
-                            MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, check_maze, check_sudoku, codec_for,
-                            crop_prediction, encode_arc_grid, squarest_box)
+                            MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, SudokuCodec, apply_augmentation,
+                            check_maze, check_sudoku, codec_for, crop_prediction, encode_arc_grid,
+                            invert_augmentation, parse_augmentation_name, squarest_box)
 
 TASKS = ("sudoku", "maze", "arc")
 DIGIT_CHARS = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # cell values 1..35 as one character
@@ -56,12 +57,30 @@ class SolveConfig(pydantic.BaseModel):
     device: str = "auto"
     box: Optional[str] = None
     name: Optional[str] = None
+    # Test-time compute (utils/config.py TestTimeConfig, README "Test-time compute"). ARC's augmentations are the
+    # task's augmented puzzles in the run's identifiers.json.
+    augmentations: int = pydantic.Field(1, ge=1)
+    trajectories: int = pydantic.Field(1, ge=1)
+    noise_std: float = pydantic.Field(0.0, ge=0)
+    noise_at: Literal["init", "segment"] = "init"
+    segments: Optional[int] = pydantic.Field(None, gt=0)
+    filter_invalid: bool = False
+    select: Literal["vote", "q_halt"] = "vote"
+    seed: int = 0
 
     @pydantic.model_validator(mode="after")
     def _one_source(self):
         if (self.puzzle is None) == (self.puzzle_file is None):
             raise ValueError("give exactly one of puzzle=... or puzzle_file=...")
+        self.test_time_config(self.augmentations)  # its own checks, now (e.g. trajectories without noise)
         return self
+
+    def test_time_config(self, augmentations: int):
+        from utils.config import TestTimeConfig
+
+        return TestTimeConfig(augmentations=augmentations, trajectories=self.trajectories, noise_std=self.noise_std,
+                              noise_at=self.noise_at, segments=self.segments, filter_invalid=self.filter_invalid,
+                              select=self.select)
 
 
 def parse_args(argv: Sequence[str]) -> SolveConfig:
@@ -320,10 +339,13 @@ def load_model(config: SolveConfig, seq_len_hint=None) -> LoadedModel:
 
 
 @torch.inference_mode()
-def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequence[int]
-            ) -> Tuple[np.ndarray, np.ndarray, int]:
-    """Run the ACT loop to the end on a batch of token rows. Returns (preds (B, seq_len), final q_halt logits (B,),
-    segments run)."""
+def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequence[int], test_time=None
+            ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run every ACT segment on a batch of token rows, as evaluation does (with `test_time`, a
+    training.test_time.TestTimeCompute: each row's variants, and the selected answer). Returns (preds (B, seq_len),
+    final q_halt logits (B,), distinct candidates per row (B,))."""
+    from training.evaluation import run_to_halt
+
     device = loaded.device
     inputs_t = torch.as_tensor(np.asarray(inputs), dtype=torch.int32, device=device)
     batch = {
@@ -331,16 +353,33 @@ def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequenc
         "labels": torch.full_like(inputs_t, -100),  # unknown: the loss ignores them
         "puzzle_identifiers": torch.as_tensor(list(puzzle_identifiers), dtype=torch.int32, device=device),
     }
-    carry = loaded.model.initial_carry(batch)
-    segments = 0
-    while True:
-        carry, _, _, outputs, all_halted = loaded.model(carry=carry, batch=batch,
-                                                        return_keys=["preds", "q_halt_logits"])
-        segments += 1
-        if all_halted:
-            break
+    keys = ["preds", "q_halt_logits"]
+    if test_time is None:
+        _, outputs = run_to_halt(loaded.model, loaded.model, batch, keys)
+        candidates = np.ones(len(inputs), dtype=np.int64)
+    else:
+        _, outputs = test_time.run_batch(loaded.model, loaded.model, batch, keys)
+        candidates = outputs["candidates"].cpu().numpy()
     return (outputs["preds"].cpu().numpy().astype(np.int64), outputs["q_halt_logits"].float().cpu().numpy(),
-            segments)
+            candidates)
+
+
+def _test_time(config: SolveConfig, loaded: LoadedModel, augmentations: int, codec=None):
+    """The solve's test-time compute (None when plain), for the loaded model's task."""
+    from dataset.common import PuzzleDatasetMetadata
+    from training.test_time import build_test_time
+
+    settings = config.test_time_config(augmentations)
+    if settings.plain:
+        return None
+    metadata = PuzzleDatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=loaded.blank_identifier,
+                                     vocab_size=loaded.vocab_size, seq_len=loaded.seq_len, num_puzzle_identifiers=1,
+                                     total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+    return build_test_time(settings, metadata, config.seed, "the model's task", codec=codec)
+
+
+def _segments(config: SolveConfig, loaded: LoadedModel) -> int:
+    return config.segments or loaded.halt_max_steps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,7 +450,7 @@ def solve(config: SolveConfig, out=None) -> bool:
     if task == "sudoku":
         return _solve_sudoku(config, loaded, text, say)
     if task == "maze":
-        return _solve_maze(loaded, text, say)
+        return _solve_maze(config, loaded, text, say)
     return _solve_arc(config, loaded, text, file_name, say)
 
 
@@ -424,9 +463,11 @@ def _check_model_size(loaded: LoadedModel, task: str, side: int) -> None:
         raise SolveError(f"the model takes sequences of {loaded.seq_len} tokens; a {side}x{side} {task} does not fit")
 
 
-def _halting(say, q_halt: float, segments: int) -> None:
+def _halting(say, q_halt: float, segments: int, candidates: int = 1, variants: int = 1) -> None:
     say(f"segments: {segments}  q_halt logit: {q_halt:+.2f} (the model {'is' if q_halt > 0 else 'is not'} confident "
         f"its answer is right)")
+    if variants > 1:
+        say(f"test-time compute: {variants} variants gave {candidates} distinct answer(s); the selected one is shown")
 
 
 def _solve_sudoku(config: SolveConfig, loaded: LoadedModel, text: str, say) -> bool:
@@ -437,7 +478,8 @@ def _solve_sudoku(config: SolveConfig, loaded: LoadedModel, text: str, say) -> b
     box = sudoku_box_shape(side, config.box)
     puzzle = parse_sudoku(text, side)
     before = check_sudoku(puzzle, puzzle, box)
-    preds, q_halt, segments = predict(loaded, (puzzle + 1).reshape(1, -1), [loaded.blank_identifier])
+    test_time = _test_time(config, loaded, config.augmentations, codec=SudokuCodec(side, box))
+    preds, q_halt, candidates = predict(loaded, (puzzle + 1).reshape(1, -1), [loaded.blank_identifier], test_time)
     tokens = preds[0].reshape(side, side)
     answer = np.where(tokens >= 2, tokens - 1, -1)  # pad/blank tokens are not digits
 
@@ -451,16 +493,18 @@ def _solve_sudoku(config: SolveConfig, loaded: LoadedModel, text: str, say) -> b
                                                     f" ({check.clues_changed} of {check.clues} changed)"))
     say(f"rows valid: {check.rows_valid}/{side}, columns valid: {check.cols_valid}/{side}, "
         f"boxes valid: {check.boxes_valid}/{side}")
-    _halting(say, float(q_halt[0]), segments)
+    _halting(say, float(q_halt[0]), _segments(config, loaded), int(candidates[0]),
+             test_time.variants if test_time else 1)
     say(f"valid solution: {_yes(check.valid)}")
     return check.valid
 
 
-def _solve_maze(loaded: LoadedModel, text: str, say) -> bool:
+def _solve_maze(config: SolveConfig, loaded: LoadedModel, text: str, say) -> bool:
     side = math.isqrt(loaded.seq_len)
     _check_model_size(loaded, "maze", side)
     maze = parse_maze(text, side)
-    preds, q_halt, segments = predict(loaded, maze.reshape(1, -1), [loaded.blank_identifier])
+    test_time = _test_time(config, loaded, config.augmentations)
+    preds, q_halt, candidates = predict(loaded, maze.reshape(1, -1), [loaded.blank_identifier], test_time)
     answer = preds[0].reshape(side, side)
     check = check_maze(maze, answer)
 
@@ -480,7 +524,8 @@ def _solve_maze(loaded: LoadedModel, text: str, say) -> bool:
     else:
         say(f"shortest path: {_yes(check.shortest)} (a shortest path has {check.shortest_length - 1} cells"
             + (f", the marked route {check.route_length - 1})" if check.route_length is not None else ")"))
-    _halting(say, float(q_halt[0]), segments)
+    _halting(say, float(q_halt[0]), _segments(config, loaded), int(candidates[0]),
+             test_time.variants if test_time else 1)
     say(f"valid path: {_yes(check.valid)}")
     return check.valid
 
@@ -501,12 +546,18 @@ def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: O
                f"task {name!r} is not in the run's identifiers.json")
         say(f"warning: {why}; using the blank puzzle identifier {identifier} (the model has learned no embedding "
             f"for this task, expect a poor answer)")
-    inputs = np.stack([encode_arc_grid(grid) for grid, _ in pairs])
-    preds, q_halt, segments = predict(loaded, inputs, [identifier] * len(pairs))
+    variants = _arc_variants(loaded, name, identifier, config.augmentations)
+    if len(variants) > 1:
+        say(f"voting over the task and {len(variants) - 1} of its augmented puzzles")
+    test_time = _test_time(config, loaded, 1)  # trajectories and segments; the augmentations are the task's puzzles
+    inputs = np.stack([encode_arc_grid(apply_augmentation(grid, tid, colours)) for grid, _ in pairs
+                       for _, tid, colours in variants])
+    preds, q_halt, _ = predict(loaded, inputs, [ident for _ in pairs for ident, _, _ in variants], test_time)
+    preds, q_halt = preds.reshape(len(pairs), len(variants), -1), q_halt.reshape(len(pairs), len(variants))
 
     all_ok = True
-    for k, ((grid, expected), tokens) in enumerate(zip(pairs, preds)):
-        answer = crop_prediction(tokens).astype(np.int64)
+    for k, (grid, expected) in enumerate(pairs):
+        answer, distinct, best = _arc_vote(preds[k], q_halt[k], variants, config.select)
         say(f"test input {k} ({grid.shape[0]}x{grid.shape[1]}):")
         say(format_arc(grid))
         say(f"answer {k} ({answer.shape[0]}x{answer.shape[1]}):")
@@ -522,10 +573,43 @@ def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: O
                 + ("" if answer.shape == expected.shape else
                    f" (shape {answer.shape[0]}x{answer.shape[1]}, expected {expected.shape[0]}x{expected.shape[1]})"))
             ok = ok and correct
-        _halting(say, float(q_halt[k]), segments)
+        variant_count = len(variants) * (test_time.variants if test_time else 1)
+        _halting(say, float(q_halt[k, best]), _segments(config, loaded), distinct, variant_count)
         all_ok = all_ok and ok
     say(f"valid answer: {_yes(all_ok)}")
     return all_ok
+
+
+def _arc_variants(loaded: LoadedModel, name: Optional[str], identifier: int, augmentations: int
+                  ) -> List[Tuple[int, int, np.ndarray]]:
+    """(puzzle identifier, dihedral id, colour map) of up to `augmentations` puzzles of the task: the task itself,
+    then its augmented puzzles in the order of the run's identifiers.json (each has its learned embedding)."""
+    variants = [(identifier, 0, np.arange(10, dtype=np.uint8))]
+    if augmentations == 1:
+        return variants
+    if name is None or loaded.identifiers is None or name not in loaded.identifiers:
+        raise SolveError(f"augmentations={augmentations} for ARC votes over the task's augmented puzzles in the "
+                         f"run's identifiers.json, which does not have task {name!r}; use augmentations=1")
+    for index, full_name in enumerate(loaded.identifiers):
+        task, tid, colours = parse_augmentation_name(full_name)
+        if task == name and full_name != name and len(variants) < augmentations:
+            variants.append((index, tid, colours))
+    return variants
+
+
+def _arc_vote(preds: np.ndarray, q_halt: np.ndarray, variants, rule: str) -> Tuple[np.ndarray, int, int]:
+    """(answer grid, distinct answers, chosen variant) of one test input's variants: each prediction cropped and
+    mapped back to the task's frame, then voted on like evaluation's candidates (a crop that fails is dropped)."""
+    from training.test_time import select_candidates
+
+    grids = [crop_prediction(tokens) for tokens in preds]
+    valid = np.array([g.size > 0 for g in grids])
+    canvases = np.stack([encode_arc_grid(invert_augmentation(g, tid, colours)) if g.size else
+                         np.zeros(ARC_SEQ_LEN, dtype=np.uint8) for g, (_, tid, colours) in zip(grids, variants)])
+    confidence = 1.0 / (1.0 + np.exp(-q_halt.astype(np.float64)))
+    chosen, distinct = select_candidates(canvases[None], confidence[None], valid[None], rule)
+    best = int(chosen[0])
+    return crop_prediction(canvases[best]).astype(np.int64), int(distinct[0]), best
 
 
 def main(argv: Sequence[str]) -> int:
