@@ -22,7 +22,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-# The CPU demo: build a 6x6 Sudoku dataset, train a small HRM, show held-out puzzles it solves (see README).
+# The CPU demo: build a 6x6 Sudoku dataset, train a small TRM, show held-out puzzles it solves (see README).
 # Extra arguments: make demo DEMO_ARGS="--seed 1"
 DEMO_ARGS ?=
 demo: $(STAMP)

@@ -3,7 +3,7 @@
     python scripts/compare_models.py                          # 5 models x 2 tasks x 3 seeds, 240 CPU-s each
     python scripts/compare_models.py --models hrm trm-mlp --tasks demo --seeds 0 --budget 60
 
-Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS. The budget is CPU time of
+Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS (trm-mlp-small is the demo). The budget is CPU time of
 training on one thread: every model's cost per step is measured first, here, one model after the other (on the
 same machine, under the same load), and each run gets the number of whole epochs that fits the budget at that
 cost; the runs themselves then train for exactly those steps, so their results do not depend on the load while
@@ -27,19 +27,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-TRM = ["arch=trm", "arch.H_layers=0", "arch.puzzle_emb_len=0"]  # the demo has no puzzle embedding
+# On top of config/demo.yaml (a TRM with mlp_t: hidden 64, one layer, 2 cycles of 3 latent updates, 2 segments).
 MODELS: Dict[str, List[str]] = {
-    # The demo's HRM: hidden 64, one H and one L layer, 2 H x 2 L cycles.
-    "hrm": [],
-    # TRM's published recursion (3 cycles of 6 latent updates, 2 layers) at the demo's width, with attention or
-    # with mlp_t (TRM's Sudoku setting: no positions).
-    "trm-att": TRM + ["arch.L_layers=2", "arch.H_cycles=3", "arch.L_cycles=6", "arch.pos_encodings=learned"],
-    "trm-mlp": TRM + ["arch.L_layers=2", "arch.H_cycles=3", "arch.L_cycles=6", "arch.mlp_t=true",
-                      "arch.pos_encodings=none"],
-    # Smaller recursions (one layer, 2 cycles of 3 latent updates): 3-4x the steps in the same time.
-    "trm-att-small": TRM + ["arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=3", "arch.pos_encodings=learned"],
-    "trm-mlp-small": TRM + ["arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=3", "arch.mlp_t=true",
-                            "arch.pos_encodings=none"],
+    # An HRM of the same width: one H and one L layer, 2 H x 2 L cycles.
+    "hrm": ["arch=hrm_v1", "arch.H_layers=1", "arch.H_cycles=2", "arch.L_cycles=2", "arch.mlp_t=false",
+            "arch.pos_encodings=learned"],
+    # TRM's published recursion (3 cycles of 6 latent updates, 2 layers), with attention or with mlp_t (TRM's
+    # Sudoku setting: no positions).
+    "trm-att": ["arch.L_layers=2", "arch.H_cycles=3", "arch.L_cycles=6", "arch.mlp_t=false",
+                "arch.pos_encodings=learned"],
+    "trm-mlp": ["arch.L_layers=2", "arch.H_cycles=3", "arch.L_cycles=6"],
+    # The demo's smaller recursion (one layer, 2 cycles of 3 latent updates): 3-4x the steps in the same time.
+    "trm-att-small": ["arch.mlp_t=false", "arch.pos_encodings=learned"],
+    "trm-mlp-small": [],
 }
 TASKS = {
     "demo": dict(path=os.path.join("data", "sudoku6-demo"), max_blank_fraction=0.5),

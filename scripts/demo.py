@@ -1,4 +1,4 @@
-"""The CPU demo: a small HRM learns 6x6 Sudoku and solves held-out puzzles it has never seen.
+"""The CPU demo: a small TRM learns 6x6 Sudoku and solves held-out puzzles it has never seen.
 
     make demo                                   # sets up .venv first if needed, then runs this
     python scripts/demo.py [--seed N] [--run-dir DIR] [pretrain overrides, e.g. epochs=24 eval_interval=8]
@@ -116,7 +116,7 @@ def render_puzzle(inputs: Sequence[int], labels: Sequence[int], preds: Sequence[
             answer_cells.append(_colour(digit, "32", colour) + "  ")
     left, right = grid_lines(puzzle_cells, 2), grid_lines(answer_cells, 3)
     width = max(len(line) for line in left)
-    header = f"{'puzzle':<{width}}    {'HRM answer'}"
+    header = f"{'puzzle':<{width}}    {'model answer'}"
     return [header] + [f"{a:<{width}}    {b}" for a, b in zip(left, right)]
 
 

@@ -55,7 +55,7 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
 
     assert_real_png(run_dir / PLOT_FILE)
     assert os.path.exists(run_dir / f"step_{evals[-1]['step']}")
-    assert "held-out puzzle 1:" in result.stdout and "HRM answer" in result.stdout
+    assert "held-out puzzle 1:" in result.stdout and "model answer" in result.stdout
     assert "wandb sync" in result.stdout and list((run_dir / "wandb").glob("offline-run-*"))
     assert "eval at step 40 (" in result.stdout and "eval at step 80 (" in result.stdout  # one line per evaluation
 
@@ -142,7 +142,7 @@ def test_render_puzzle_marks_wrong_cells():
     preds = list(labels)
     preds[1] = labels[2]  # one wrong digit in a blank cell
     lines = render_puzzle(inputs, labels, preds)
-    assert lines[0].split() == ["puzzle", "HRM", "answer"]
+    assert lines[0].split() == ["puzzle", "model", "answer"]
     assert len(lines) == 1 + 6 + 2  # header, 6 rows, 2 box separators (2x3 boxes)
     assert lines[1].split("    ")[0].split() == ["1", ".", ".", "|", "4", ".", "."]
     assert "3*" in lines[1] and lines[1].count("*") == 1
