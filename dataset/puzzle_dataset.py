@@ -87,6 +87,9 @@ class PuzzleDatasetConfig(pydantic.BaseModel):
     epochs_per_iter: int  # epochs yielded per call to __iter__ (training only)
     rank: int
     num_replicas: int
+    # Identifiers of the (first) dataset are shifted by this many rows: its puzzles take rows after those of a
+    # trained table (tools/adapt.py learns embeddings for new puzzles that way).
+    identifier_offset: int = pydantic.Field(0, ge=0)
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -161,17 +164,20 @@ class DatasetSource(pydantic.BaseModel):
     identifier_offset: int
 
 
-def load_merged_metadata(dataset_paths: List[str], split: str) -> Tuple[PuzzleDatasetMetadata, List[DatasetSource]]:
-    """Metadata of several dataset folders trained as one (see the module docstring), and where each set is from.
+def load_merged_metadata(dataset_paths: List[str], split: str, identifier_offset: int = 0
+                         ) -> Tuple[PuzzleDatasetMetadata, List[DatasetSource]]:
+    """Metadata of several dataset folders trained as one (see the module docstring), and where each set is from;
+    the identifiers start after `identifier_offset` rows.
 
-    One folder gives its own metadata unchanged. For several: total_groups and num_puzzle_identifiers add up,
+    One folder gives its own metadata unchanged (but for the offset). For several: total_groups and
+    num_puzzle_identifiers add up,
     mean_puzzle_examples is weighted by groups (so total_groups x mean_puzzle_examples, the examples of one
     epoch, adds up too), sets are renamed. A folder whose shared fields differ from the first's is a
     DatasetFormatError naming both.
     """
     metadatas = [load_metadata(path, split) for path in dataset_paths]
     first = metadatas[0]
-    sources, sets, offset = [], [], 0
+    sources, sets, offset = [], [], identifier_offset
     for i, (path, metadata) in enumerate(zip(dataset_paths, metadatas)):
         differ = [f"{k} {getattr(metadata, k)} (first: {getattr(first, k)})" for k in _SHARED_FIELDS
                   if getattr(metadata, k) != getattr(first, k)]
@@ -184,7 +190,7 @@ def load_merged_metadata(dataset_paths: List[str], split: str) -> Tuple[PuzzleDa
         sets.extend(names.values())
         offset += metadata.num_puzzle_identifiers
     if len(metadatas) == 1:
-        return first, sources
+        return first.model_copy(update=dict(num_puzzle_identifiers=offset)), sources
     total_groups = sum(m.total_groups for m in metadatas)
     examples_per_epoch = sum(m.total_groups * m.mean_puzzle_examples for m in metadatas)
     puzzles = [m.total_puzzles for m in metadatas]
@@ -317,7 +323,7 @@ class PuzzleDataset(IterableDataset):
 
         self.config = config
         self.split = split
-        self.metadata, self.sources = load_merged_metadata(config.dataset_paths, split)
+        self.metadata, self.sources = load_merged_metadata(config.dataset_paths, split, config.identifier_offset)
         # merged set name -> (index of its folder, the folder's source, the set's name in that folder)
         self._set_origin = {merged: (i, source, own) for i, source in enumerate(self.sources)
                             for own, merged in source.sets.items()}

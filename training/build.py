@@ -44,9 +44,10 @@ class TrainState:
     saved_step: Optional[int] = None  # step of the last checkpoint written or resumed from
 
 
-def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> PuzzleDataset:
+def create_dataloader(config: PretrainConfig, split: str, info: DistInfo, identifier_offset: int = 0
+                      ) -> PuzzleDataset:
     """The training loader, or the evaluation loader (whose batches shrink so that their puzzles' test-time
-    variants fill at most a training batch)."""
+    variants fill at most a training batch); `identifier_offset` shifts the puzzle identifiers (tools/adapt.py)."""
     batch = config.global_batch_size if split == "train" else eval_batch_size(
         config.global_batch_size, config.test_time.variants, info.world_size)
     return PuzzleDataset(PuzzleDatasetConfig(
@@ -57,6 +58,7 @@ def create_dataloader(config: PretrainConfig, split: str, info: DistInfo) -> Puz
         epochs_per_iter=config.epochs_per_eval,
         rank=info.rank,
         num_replicas=info.world_size,
+        identifier_offset=identifier_offset,
     ), split=split)
 
 
