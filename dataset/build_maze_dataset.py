@@ -106,13 +106,13 @@ def read_maze_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def generate_split_pair(rng: np.random.Generator, n_train: int, n_test: int, min_path_len: int,
-                        open_prob: float, unique: bool):
-    """Generate n_train + n_test distinct mazes; returns (train, test, path lengths, seconds)."""
+                        open_prob: float, unique: bool, size: int = GRID_SIZE):
+    """Generate n_train + n_test distinct size x size mazes; returns (train, test, path lengths, seconds)."""
     from dataset import maze_core
 
     want = n_train + n_test
-    if min_path_len >= GRID_SIZE * GRID_SIZE:
-        raise DatasetBuildError(f"--min-path-len {min_path_len} is impossible in a {GRID_SIZE}x{GRID_SIZE} grid; "
+    if min_path_len >= size * size:
+        raise DatasetBuildError(f"--min-path-len {min_path_len} is impossible in a {size}x{size} grid; "
                                 "lower --min-path-len")
     max_tries = 500 * want + 100_000
     questions: List[np.ndarray] = []
@@ -129,7 +129,7 @@ def generate_split_pair(rng: np.random.Generator, n_train: int, n_test: int, min
                     f"{tried} tries; lower --min-path-len (or --open-prob)")
             rate = (len(questions) + 1) / (tried + 1)
             batch = int(min(max_tries - tried, max(64, min(65536, 1.2 * (want - len(questions)) / rate + 32))))
-            q, a, lens = maze_core.generate_mazes(rng, batch, size=GRID_SIZE, open_prob=open_prob,
+            q, a, lens = maze_core.generate_mazes(rng, batch, size=size, open_prob=open_prob,
                                                   min_path_len=min_path_len, unique=unique)
             tried += batch
             for i in np.flatnonzero(lens >= 0):
@@ -145,7 +145,7 @@ def generate_split_pair(rng: np.random.Generator, n_train: int, n_test: int, min
                     break
     elapsed = time.perf_counter() - start
     if not questions:
-        q_all = a_all = np.zeros((0, GRID_SIZE, GRID_SIZE), np.uint8)
+        q_all = a_all = np.zeros((0, size, size), np.uint8)
     else:
         q_all, a_all = np.stack(questions), np.stack(answers)
     return (q_all[:n_train], a_all[:n_train]), (q_all[n_train:], a_all[n_train:]), \
@@ -182,10 +182,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     src.add_argument("--input-dir", type=Path, default=None,
                      help="folder with local copies of the published train.csv and test.csv")
     src.add_argument("--generate", type=non_negative_int, default=None, metavar="N",
-                     help="generate N training mazes (30x30) locally")
+                     help="generate N training mazes locally (--size)")
     src.add_argument("--test-size", type=non_negative_int, default=1000, metavar="M",
                      help="with --generate: number of test mazes [%(default)s]")
     gen = p.add_argument_group("generator")
+    gen.add_argument("--size", type=positive_int, default=GRID_SIZE,
+                     help="with --generate: maze side, e.g. 10 for CPU-sized experiments [%(default)s]")
     gen.add_argument("--min-path-len", type=non_negative_int, default=110,
                      help="with --generate: keep mazes whose shortest start-goal path has at least this many "
                           "steps (the paper's hard filter) [%(default)s]")
@@ -221,7 +223,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
     lengths = None
     if args.generate is not None:
         train, test, lengths, seconds = generate_split_pair(
-            gen_rng, args.generate, args.test_size, args.min_path_len, args.open_prob, not args.allow_ties)
+            gen_rng, args.generate, args.test_size, args.min_path_len, args.open_prob, not args.allow_ties, args.size)
         report["generation_seconds"] = seconds
         report["path_lengths"] = lengths
         total = args.generate + args.test_size

@@ -43,6 +43,7 @@ from dataset.builder_common import (
     write_puzzle_csv,
     write_split,
 )
+from dataset.codecs import apply_sudoku_transforms, draw_sudoku_transforms
 
 DEFAULT_SOURCE_REPO = "sapientinc/sudoku-extreme"
 DEFAULT_OUTPUT_DIR = "data/sudoku-extreme-full"
@@ -189,41 +190,6 @@ def generate_split_pair(rng: np.random.Generator, n_train: int, n_test: int, min
 # Augmentation
 # ----------------------------------------------------------------------------------------------------------
 
-_TRANSPOSED_CELL = np.arange(81).reshape(9, 9).T.reshape(81)  # cell (r, c) -> cell (c, r)
-
-
-def draw_augmentations(rng: np.random.Generator, n: int) -> Tuple[np.ndarray, np.ndarray]:
-    """`n` random validity-preserving Sudoku transforms.
-
-    Returns (source, digit_map): source[k] (int64 [81]) gives, for each cell of the transformed grid, the cell of
-    the original it comes from; digit_map[k] (uint8 [10]) relabels digits (0 = blank stays 0).  Each transform
-    is: transpose with probability 1/2, then permute the three bands and the rows inside each band, the three
-    stacks and the columns inside each stack, then relabel the digits 1..9.
-    """
-    digit_map = np.zeros((n, 10), dtype=np.uint8)
-    digit_map[:, 1:] = rng.permuted(np.tile(np.arange(1, 10, dtype=np.uint8), (n, 1)), axis=1)
-    transpose = rng.random(n) < 0.5
-
-    def line_permutation() -> np.ndarray:
-        blocks = rng.permuted(np.tile(np.arange(3), (n, 1)), axis=1)
-        inner = rng.permuted(np.tile(np.arange(3), (n, 3, 1)), axis=2)
-        return (blocks[:, :, None] * 3 + inner).reshape(n, 9)
-
-    rows = line_permutation().astype(np.intp)
-    cols = line_permutation().astype(np.intp)
-    source = (rows[:, :, None] * 9 + cols[:, None, :]).reshape(n, 81)  # cell of the (maybe transposed) grid
-    source[transpose] = _TRANSPOSED_CELL[source[transpose]]
-    return source, digit_map
-
-
-def apply_augmentations(grid: np.ndarray, source: np.ndarray, digit_map: np.ndarray) -> np.ndarray:
-    """Apply transforms (from `draw_augmentations`) to digit grids: `grid` is one grid [81] or one grid per
-    transform [n, 81]; returns [n, 81] uint8."""
-    grid = np.asarray(grid)
-    moved = grid[source] if grid.ndim == 1 else np.take_along_axis(grid, source, axis=1)
-    return np.take_along_axis(digit_map, moved.astype(np.intp), axis=1)
-
-
 def to_tokens(split: SudokuSplit, num_aug: int, rng: np.random.Generator, desc: str
               ) -> Tuple[np.ndarray, np.ndarray]:
     """Token arrays [(1 + num_aug) * n, 81]: each original followed by its augmentations (digit + 1)."""
@@ -238,10 +204,10 @@ def to_tokens(split: SudokuSplit, num_aug: int, rng: np.random.Generator, desc: 
         with tqdm(total=n, desc=desc, unit="puzzle") as bar:
             for lo in range(0, n, block):
                 hi = min(n, lo + block)
-                source, digit_map = draw_augmentations(rng, (hi - lo) * num_aug)
+                source, digit_map = draw_sudoku_transforms(rng, (hi - lo) * num_aug)
                 for dst, grids in ((inputs, split.questions), (labels, split.answers)):
                     boards = np.repeat(grids[lo:hi], num_aug, axis=0)
-                    dst[lo:hi, 1:] = (apply_augmentations(boards, source, digit_map) + 1).reshape(
+                    dst[lo:hi, 1:] = (apply_sudoku_transforms(boards, source, digit_map) + 1).reshape(
                         hi - lo, num_aug, SEQ_LEN)
                 bar.update(hi - lo)
     return inputs.reshape(n * per_group, SEQ_LEN), labels.reshape(n * per_group, SEQ_LEN)

@@ -227,3 +227,16 @@ def test_loader_reads_the_output(tmp_path):
         assert batches and all(b["inputs"].shape == (2, 900) for _, b, _ in batches)
         if test_mode:
             assert sum(n for _, _, n in batches) == 3
+
+
+def test_generator_makes_smaller_mazes_for_cpu_runs(tmp_path):
+    from dataset.codecs import MazeCodec
+
+    out = tmp_path / "maze10"
+    assert build(["--generate", "30", "--test-size", "10", "--size", "10", "--min-path-len", "10",
+                  "--output-dir", out]) == 0
+    meta, arrays = load_split(out, "test")
+    assert meta.seq_len == 100 and meta.vocab_size == 6
+    inputs, labels = arrays["all"]["inputs"].astype(np.int64), arrays["all"]["labels"].astype(np.int64)
+    assert MazeCodec(10).check(inputs, labels).all()  # every marked path is a shortest S-G path
+    assert build(["--generate", "3", "--size", "4", "--min-path-len", "16", "--output-dir", tmp_path / "x"]) == 2

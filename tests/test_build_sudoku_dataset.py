@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dataset import build_sudoku_dataset as bsd
+from dataset import codecs
 from dataset import sudoku_core
 from dataset.builder_common import check_split_arrays, load_split, run_cli
 from dataset.common import PuzzleDatasetMetadata
@@ -215,7 +216,7 @@ def test_augmentation_preserves_validity_and_uniqueness():
     rng = np.random.default_rng(0)
     q = np.array([0 if c == "." else int(c) for c in Q1], dtype=np.uint8)
     a = np.array([int(c) for c in A1], dtype=np.uint8)
-    source, digit_map = bsd.draw_augmentations(rng, 200)
+    source, digit_map = codecs.draw_sudoku_transforms(rng, 200)
     # transforms only permute bands/rows-in-band and stacks/columns-in-stack (possibly after a transpose)
     def band_respecting(perm):
         return sorted(perm.tolist()) == list(range(9)) and all(len(set(perm[3 * b:3 * b + 3] // 3)) == 1
@@ -234,8 +235,8 @@ def test_augmentation_preserves_validity_and_uniqueness():
     assert 60 < transposed < 140
     assert np.all(digit_map[:, 0] == 0)
     assert np.all(np.sort(digit_map[:, 1:], axis=1) == np.arange(1, 10))
-    aq = bsd.apply_augmentations(q, source, digit_map)
-    aa = bsd.apply_augmentations(a, source, digit_map)
+    aq = codecs.apply_sudoku_transforms(q, source, digit_map)
+    aa = codecs.apply_sudoku_transforms(a, source, digit_map)
     assert np.mean([np.array_equal(x, q) for x in aq]) < 0.05
     for x, y in zip(aq, aa):
         assert sudoku_core.is_valid_solution(y)
