@@ -1,16 +1,18 @@
-"""HRM against TRM on small Sudoku at the same CPU-time budget: held-out exact accuracy per model, task and seed.
+"""HRM against TRM on CPU-sized tasks at the same CPU-time budget: held-out exact accuracy per model, task, seed.
 
-    python scripts/compare_models.py                          # 5 models x 2 tasks x 3 seeds, 240 CPU-s each
+    python scripts/compare_models.py --tasks demo minimal     # 5 models x 2 tasks x 3 seeds, 240 CPU-s each
     python scripts/compare_models.py --models hrm trm-mlp --tasks demo --seeds 0 --budget 60
 
-Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS (trm-mlp-small is the demo). The budget is CPU time of
-training on one thread: every model's cost per step is measured first, here, one model after the other (on the
-same machine, under the same load), and each run gets the number of whole epochs that fits the budget at that
-cost; the runs themselves then train for exactly those steps, so their results do not depend on the load while
-they run (only their reported wall times do). Each run is `pretrain.py --config-name demo` in a subprocess with
+Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS (trm-mlp-small is the demo).
+The budget is CPU time of training on one thread: every model's cost per step on every task is measured first,
+here, one after the other (on the same machine, under the same load), and each run gets the number of whole
+epochs that fits the budget at that cost; the runs themselves then train for exactly those steps, so their
+results do not depend on the load while they run (only their reported wall times do). Each run is `pretrain.py --config-name demo` in a subprocess with
 OMP_NUM_THREADS=1 and one evaluation, at the end, on the held-out puzzles. Tasks (built on first use):
   demo     6x6 Sudoku, half of the cells blank (the demo's dataset: 10,000 training, 1,000 held-out puzzles)
   minimal  6x6 Sudoku, minimal puzzles (no clue can be removed; ~72% blank): 10,000 training, 1,000 held-out
+  maze     10x10 mazes, shortest paths of 12+ steps: 2,000 training (each with its 8 dihedral transforms), 500
+           held-out
 Prints one JSON line per run and a table (median over seeds) at the end; --out appends the JSON lines to a file.
 """
 import argparse
@@ -42,20 +44,34 @@ MODELS: Dict[str, List[str]] = {
     "trm-mlp-small": [],
 }
 TASKS = {
-    "demo": dict(path=os.path.join("data", "sudoku6-demo"), max_blank_fraction=0.5),
-    "minimal": dict(path=os.path.join("data", "sudoku6-minimal"), max_blank_fraction=None),
+    "demo": os.path.join("data", "sudoku6-demo"),
+    "minimal": os.path.join("data", "sudoku6-minimal"),
+    "maze": os.path.join("data", "maze10-2k"),
 }
 TRAIN_SIZE, TEST_SIZE, DATA_SEED = 10000, 1000, 0
 
 
 def ensure_task(name: str) -> str:
-    from dataset.build_mini_sudoku_dataset import build
+    """The task's dataset folder, built on first use."""
+    path = TASKS[name]
+    if os.path.isfile(os.path.join(REPO, path, "test", "dataset.json")):
+        return path
+    if name == "maze":  # 10x10 mazes (shortest paths of 12+ steps), 2,000 with their 8 dihedral transforms
+        from dataset.build_maze_dataset import build, parse_args
+        build(parse_args(["--generate", "2000", "--test-size", "500", "--size", "10", "--min-path-len", "12",
+                          "--aug", "--seed", str(DATA_SEED), "--output-dir", os.path.join(REPO, path)]))
+    else:
+        from dataset.build_mini_sudoku_dataset import build
+        build(os.path.join(REPO, path), 2, 3, TRAIN_SIZE, TEST_SIZE, DATA_SEED,
+              max_blank_fraction=0.5 if name == "demo" else None)
+    return path
 
-    task = TASKS[name]
-    if not os.path.isfile(os.path.join(REPO, task["path"], "test", "dataset.json")):
-        build(os.path.join(REPO, task["path"]), 2, 3, TRAIN_SIZE, TEST_SIZE, DATA_SEED,
-              max_blank_fraction=task["max_blank_fraction"])
-    return task["path"]
+
+def batches_per_epoch(path: str, batch: int = 32) -> int:
+    """Training batches of one epoch of the dataset at `path` (one puzzle per group; the demo's batch of 32)."""
+    with open(os.path.join(REPO, path, "train", "dataset.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    return int(meta["total_groups"] * meta["mean_puzzle_examples"]) // batch
 
 
 def seconds_per_step(overrides: Sequence[str], data_path: str, steps: int = 30) -> float:
@@ -111,7 +127,7 @@ def table(rows: List[dict], cost: Dict[str, float]) -> str:
             if not runs:
                 continue
             exact = ", ".join(f"{r['exact']:.3f}" for r in runs)
-            lines.append(f"| {model} | {1000 * cost[model]:.1f} | {task} | {runs[0]['epochs']} | {runs[0]['steps']} | "
+            lines.append(f"| {model} | {1000 * cost[model, task]:.1f} | {task} | {runs[0]['epochs']} | {runs[0]['steps']} | "
                          f"{exact} | {statistics.median(r['exact'] for r in runs):.3f} | "
                          f"{statistics.median(r['cell'] for r in runs):.4f} | "
                          f"{statistics.median(r['wall_s'] for r in runs):.0f} |")
@@ -130,16 +146,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(REPO)
 
-    batches_per_epoch = TRAIN_SIZE // 32  # the demo's batch of 32
-    cost = {model: seconds_per_step(MODELS[model], ensure_task(args.tasks[0])) for model in args.models}
-    for task in args.tasks:
-        ensure_task(task)
-
+    cost = {(model, task): seconds_per_step(MODELS[model], ensure_task(task)) for task in args.tasks
+            for model in args.models}
     def run(job):
         task, model, seed = job
-        epochs = max(1, int(args.budget / (cost[model] * batches_per_epoch)))
+        epochs = max(1, int(args.budget / (cost[model, task] * batches_per_epoch(ensure_task(task)))))
         row = train(model, task, seed, epochs, os.path.join(args.run_root, f"{model}-{task}-seed{seed}"))
-        row.update(ms_per_step=round(1000 * cost[model], 2), budget_s=args.budget)
+        row.update(ms_per_step=round(1000 * cost[model, task], 2), budget_s=args.budget)
         line = json.dumps(row)
         print(line, flush=True)
         if args.out:
