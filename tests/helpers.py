@@ -144,6 +144,16 @@ def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
                           stdin=subprocess.DEVNULL)
 
 
+def expect_user_error(result, *fragments):
+    """A command that failed on bad input: exit status 2, no traceback, a last line `error: ...` with fragments."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in message, message
+
+
 def load_run_outputs(run_dir, step: int):
     """(model state dict, training state with every rank's part under "ranks", metrics.jsonl records) of a run
     folder's step_<step> checkpoint."""

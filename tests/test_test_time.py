@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
-from tests.helpers import run_in_repo
+from tests.helpers import expect_user_error, run_in_repo
 from training.distributed import single_process
 from training.evaluation import evaluate
 from training.test_time import build_test_time, select_candidates
@@ -233,10 +233,7 @@ def evaluate_cli(checkpoint, *args, nproc=0):
     (["test_time.augmentations=2", "save_outputs=[logits]"], "eval_save_outputs: logits cannot be saved"),
 ])
 def test_bad_test_time_settings_are_one_line_errors(checkpoint, args, fragment):
-    result = evaluate_cli(checkpoint, *args)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ") and fragment in message, message
+    expect_user_error(evaluate_cli(checkpoint, *args), fragment)
 
 
 @pytest.mark.slow

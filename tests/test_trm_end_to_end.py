@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import load_run_outputs, run_in_repo, write_tiny_dataset
+from tests.helpers import expect_user_error, load_run_outputs, run_in_repo, write_tiny_dataset
 from tools import export_predictions
 from utils import solve
 
@@ -90,15 +90,6 @@ def test_mlp_t_checkpoint_of_another_sequence_length_is_refused(tmp_path):
     expect_user_error(second, "mlp_t.gate_up_proj.weight of shape (512, 18) but this run builds (512, 22): mlp_t "
                               "mixes the seq_len + puzzle_emb_len positions")
     assert not os.path.exists(tmp_path / "b")
-
-
-def expect_user_error(result, *fragments):
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.mark.parametrize("overrides, fragment", [
