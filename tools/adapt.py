@@ -134,7 +134,7 @@ def adaptation_config(run: PretrainConfig, config: AdaptConfig, data_dir: str, i
     new puzzles."""
     raw = run.model_dump()
     raw.update(data_path=data_dir, data_paths=[], data_paths_test=[], freeze_weights=True, ema=False,
-               lr_warmup_steps=0, lr_min_ratio=1.0, epochs=1, eval_interval=None, min_eval_interval=0,
+               lr_warmup_steps=0, lr_min_ratio=0.1, epochs=1, eval_interval=None, min_eval_interval=0,
                checkpoint_path=config.output_dir, load_checkpoint=None, resume=None, seed=config.seed,
                device=config.device, compile=False, logger="none", eval_save_outputs=[], log_interval=10,
                evaluators=[ARC_EVALUATOR] if is_arc else [], test_time=config.test_time,
