@@ -7,7 +7,7 @@ identifier, (b) a random trained task's embedding, (c) embeddings learned by too
 The tasks (dataset/build_rule_tasks_dataset.py): each recolours random 4x4 grids with its own permutation of 6
 colours, told to the model only by its puzzle identifier; 200 training tasks, 50 held out (no permutation shared),
 10 demonstration and 5 test pairs each. Per seed a small TRM (config/demo.yaml's width, attention, a one-position
-puzzle-embedding prefix) trains on the training tasks (pretrain.py, 60 epochs); then `python -m tools.adapt`
+puzzle-embedding prefix) trains on the training tasks (pretrain.py, 100 epochs); then `python -m tools.adapt`
 answers the held-out tasks' test pairs from each starting point, with the dense weights frozen. Each run is a
 subprocess on one thread; its wall time includes start-up, the adaptation and the evaluation. Prints one JSON line
 per run and a table of the held-out exact accuracy (3 seeds) at the end.
@@ -26,7 +26,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 DATA = os.path.join("data", "colour-rules")
 TRAIN = ["--config-name", "demo", "arch.mlp_t=false", "arch.pos_encodings=learned", "arch.L_cycles=2",
-         "arch.puzzle_emb_ndim=64", "arch.puzzle_emb_len=1", "epochs=60", "eval_interval=60", "lr=2e-3",
+         "arch.puzzle_emb_ndim=64", "arch.puzzle_emb_len=1", "epochs=100", "eval_interval=100", "lr=2e-3",
          "puzzle_emb_lr=1e-2", "puzzle_emb_weight_decay=0.1", "eval_save_outputs=[]", "logger=none"]
 
 
@@ -42,7 +42,7 @@ def run(command: List[str]) -> float:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", nargs="+", type=int, default=[0, 50, 200, 1000])
+    parser.add_argument("--steps", nargs="+", type=int, default=[0, 50, 200, 1000, 3000])
     parser.add_argument("--run-root", default=os.path.join("checkpoints", "adapt-experiment"))
     parser.add_argument("--out", default=None, help="append the JSON lines here too")
     args = parser.parse_args(argv)
