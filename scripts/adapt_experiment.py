@@ -1,7 +1,7 @@
 """Puzzles the model never saw, measured: colour-rule tasks held out of training, answered with (a) the blank
 identifier, (b) a random trained task's embedding, (c) embeddings learned by tools/adapt.py for N steps.
 
-    python scripts/adapt_experiment.py                       # 3 seeds, N = 0, 50, 200, 1000
+    python scripts/adapt_experiment.py                       # 3 seeds, N = 0, 50, 200, 1000, 3000
     python scripts/adapt_experiment.py --seeds 0 --steps 0 200
 
 The tasks (dataset/build_rule_tasks_dataset.py): each recolours random 4x4 grids with its own permutation of 6
