@@ -24,6 +24,9 @@ Sources:
                 the trained ones. test_time={...} adds test-time compute to its evaluation.
 New rows start (`init=`) from the mean of the trained rows (as load_checkpoint= does for a resized table), from
 the blank identifier's row, or each from a random trained row: `steps=0` measures those starting points.
+The update of a row is the sign of its gradient summed over the batch, so with about one demonstration of a row
+per batch it is noisy: `global_batch_size=` (default the run's) and `lr=` (default the run's puzzle_emb_lr) are
+the first things to raise (README, "Puzzles the model never saw", measures both).
 """
 from __future__ import annotations
 
@@ -130,7 +133,7 @@ def prepare_data(config: AdaptConfig, trained_rows: int, info: DistInfo) -> tupl
 
 def adaptation_config(run: PretrainConfig, config: AdaptConfig, data_dir: str, is_arc: bool, world_size: int
                       ) -> PretrainConfig:
-    """The trained run's config, turned into one that trains only puzzle embeddings, at a constant rate, on the
+    """The trained run's config, turned into one that trains only puzzle embeddings (cosine to 0.1x) on the
     new puzzles."""
     raw = run.model_dump()
     raw.update(data_path=data_dir, data_paths=[], data_paths_test=[], freeze_weights=True, ema=False,
