@@ -1,4 +1,5 @@
-"""Shared test helpers: a writer of tiny synthetic datasets in the DESIGN §6 format."""
+"""Shared test helpers: a writer of tiny synthetic datasets in the DESIGN §6 format, random model batches, and
+runs of the entry scripts."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import os
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from dataset.common import PuzzleDatasetMetadata
 
@@ -181,3 +183,13 @@ def as_trm(overrides: Sequence[str], mlp_t: bool = False):
     prefix = 0 if "arch.puzzle_emb_ndim=0" in kept else 2
     trm = ["arch=trm", "arch.H_layers=0", "arch.H_cycles=2", "arch.L_cycles=2", f"arch.puzzle_emb_len={prefix}"]
     return kept + trm + (["arch.mlp_t=true", "arch.pos_encodings=none"] if mlp_t else [])
+
+
+def random_act_batch(seed: int = 0, batch_size: int = 3, seq_len: int = 6, vocab_size: int = 7,
+                     num_puzzle_identifiers: int = 5) -> Dict[str, torch.Tensor]:
+    """A batch for a tiny ACT model: random tokens in [1, vocab_size), random identifiers, from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return dict(inputs=torch.randint(1, vocab_size, (batch_size, seq_len), generator=g, dtype=torch.int32),
+                labels=torch.randint(1, vocab_size, (batch_size, seq_len), generator=g, dtype=torch.int32),
+                puzzle_identifiers=torch.randint(0, num_puzzle_identifiers, (batch_size,), generator=g,
+                                                 dtype=torch.int32))

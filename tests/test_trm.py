@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.layers import SwiGLU
+from tests.helpers import random_act_batch
 from utils.checkpoint import load_model_state_dict, load_weights
 from utils.functions import load_model_class
 
@@ -27,10 +28,7 @@ def make_head(**overrides):
 
 
 def make_batch(seed=0, batch_size=3):
-    g = torch.Generator().manual_seed(seed)
-    return dict(inputs=torch.randint(1, 7, (batch_size, 6), generator=g, dtype=torch.int32),
-                labels=torch.randint(1, 7, (batch_size, 6), generator=g, dtype=torch.int32),
-                puzzle_identifiers=torch.randint(0, 5, (batch_size,), generator=g, dtype=torch.int32))
+    return random_act_batch(seed, batch_size)  # seq 6, vocab 7, 5 identifiers: TINY's shapes
 
 
 def test_published_sudoku_parameter_counts():
