@@ -193,3 +193,18 @@ def random_act_batch(seed: int = 0, batch_size: int = 3, seq_len: int = 6, vocab
                 labels=torch.randint(1, vocab_size, (batch_size, seq_len), generator=g, dtype=torch.int32),
                 puzzle_identifiers=torch.randint(0, num_puzzle_identifiers, (batch_size,), generator=g,
                                                  dtype=torch.int32))
+
+
+def assert_compiled_prefix_loads(make_head, folder) -> None:
+    """A state dict saved with torch.compile's `_orig_mod.` key prefix loads into a fresh model bitwise."""
+    from utils.checkpoint import load_model_state_dict, load_weights
+
+    source, target = make_head(), make_head()
+    with torch.no_grad():
+        for p in target.parameters():
+            p.add_(1.0)  # so that an entry left unloaded shows
+    path = os.path.join(str(folder), "step_1")
+    torch.save({f"_orig_mod.{k}": v for k, v in source.state_dict().items()}, path)
+    load_weights(target, load_model_state_dict(path), path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key

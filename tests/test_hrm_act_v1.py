@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from tests.helpers import random_act_batch
-from utils.checkpoint import load_model_state_dict, load_weights
+from tests.helpers import assert_compiled_prefix_loads, random_act_batch
 from utils.functions import load_model_class
 
 ModelCls = load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")
@@ -18,8 +17,7 @@ def make_head(**overrides):
     return LossHeadCls(ModelCls({**TINY, **overrides}), loss_type="stablemax_cross_entropy")
 
 
-def make_batch(seed=0, batch_size=3):
-    return random_act_batch(seed, batch_size)  # seq 6, vocab 7, 5 identifiers: TINY's shapes
+make_batch = random_act_batch  # its defaults (seq 6, vocab 7, 5 identifiers) are TINY's shapes
 
 
 def test_published_sudoku_setting_has_27275266_parameters():
@@ -44,15 +42,7 @@ def test_state_dict_key_names():
 
 
 def test_compiled_prefix_state_dict_loads(tmp_path):
-    source, target = make_head(), make_head()
-    with torch.no_grad():
-        for p in target.parameters():
-            p.add_(1.0)
-    path = tmp_path / "step_10"
-    torch.save({f"_orig_mod.{k}": v for k, v in source.state_dict().items()}, path)
-    load_weights(target, load_model_state_dict(str(path)), str(path))
-    for k, v in source.state_dict().items():
-        assert torch.equal(target.state_dict()[k], v)
+    assert_compiled_prefix_loads(make_head, tmp_path)
 
 
 def test_q_head_initialisation():

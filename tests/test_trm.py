@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from models.layers import SwiGLU
-from tests.helpers import random_act_batch
-from utils.checkpoint import load_model_state_dict, load_weights
+from tests.helpers import assert_compiled_prefix_loads, random_act_batch
 from utils.functions import load_model_class
 
 ModelCls = load_model_class("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")
@@ -27,8 +26,7 @@ def make_head(**overrides):
     return LossHeadCls(ModelCls({**TINY, **overrides}), loss_type="stablemax_cross_entropy")
 
 
-def make_batch(seed=0, batch_size=3):
-    return random_act_batch(seed, batch_size)  # seq 6, vocab 7, 5 identifiers: TINY's shapes
+make_batch = random_act_batch  # its defaults (seq 6, vocab 7, 5 identifiers) are TINY's shapes
 
 
 def test_published_sudoku_parameter_counts():
@@ -70,14 +68,7 @@ def test_state_dict_names_and_compiled_prefix(tmp_path):
         f"model.inner.L_level.layers.0.{name}" for name in mlp_block}
     assert not any("rotary" in k for k in make_head().state_dict())
 
-    source, target = make_head(), make_head()
-    with torch.no_grad():
-        for p in target.parameters():
-            p.add_(1.0)
-    path = tmp_path / "step_1"
-    torch.save({f"_orig_mod.{k}": v for k, v in source.state_dict().items()}, path)
-    load_weights(target, load_model_state_dict(str(path)), str(path))
-    assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())
+    assert_compiled_prefix_loads(make_head, tmp_path)
 
 
 def test_trainer_names_resolve():
