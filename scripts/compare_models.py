@@ -5,10 +5,11 @@
 
 Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS (trm-mlp-small is the demo).
 The budget is CPU time of training on one thread: every model's cost per step on every task is measured first,
-here, one after the other (on the same machine, under the same load), and each run gets the number of whole
-epochs that fits the budget at that cost; the runs themselves then train for exactly those steps, so their
-results do not depend on the load while they run (only their reported wall times do). Each run is `pretrain.py --config-name demo` in a subprocess with
-OMP_NUM_THREADS=1 and one evaluation, at the end, on the held-out puzzles. Tasks (built on first use):
+here, one after the other, as CPU time of the measuring thread (so the load of the machine hardly changes it),
+and each run gets the number of whole epochs that fits the budget at that cost; the runs then train for exactly
+those steps, so their results do not depend on the load while they run (only their reported wall times do).
+Each run is `pretrain.py --config-name demo` in a subprocess with OMP_NUM_THREADS=1 and one evaluation, at the end,
+on the held-out puzzles. Tasks (built on first use):
   demo     6x6 Sudoku, half of the cells blank (the demo's dataset: 10,000 training, 1,000 held-out puzzles)
   minimal  6x6 Sudoku, minimal puzzles (no clue can be removed; ~72% blank): 10,000 training, 1,000 held-out
   maze     10x10 mazes, shortest paths of 12+ steps: 2,000 training (each with its 8 dihedral transforms), 500
@@ -75,7 +76,8 @@ def batches_per_epoch(path: str, batch: int = 32) -> int:
 
 
 def seconds_per_step(overrides: Sequence[str], data_path: str, steps: int = 30) -> float:
-    """Median wall time of one training step on one thread (the trainer's own step, on the task's batches)."""
+    """Median CPU time of one training step on one thread (the trainer's own step, on the task's batches). CPU
+    time of this thread, not wall time: other processes on the machine would otherwise shorten the runs."""
     import torch
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -96,9 +98,9 @@ def seconds_per_step(overrides: Sequence[str], data_path: str, steps: int = 30) 
     times = []
     for _ in range(steps + 5):
         _, batch, _ = next(batches)
-        start = time.perf_counter()
+        start = time.thread_time()
         train_batch(config, state, batch, info)
-        times.append(time.perf_counter() - start)
+        times.append(time.thread_time() - start)
     return statistics.median(times[5:])  # the first steps warm up allocators and caches
 
 
