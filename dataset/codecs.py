@@ -240,10 +240,15 @@ class MazeCheck:
 def check_maze(maze: np.ndarray, answer: np.ndarray) -> MazeCheck:
     """Check a predicted maze (token grid) against the input maze (token grid, no path marked)."""
     maze, answer = np.asarray(maze), np.asarray(answer)
-    start = tuple(int(x) for x in np.argwhere(maze == MAZE_START)[0])
-    goal = tuple(int(x) for x in np.argwhere(maze == MAZE_GOAL)[0])
     is_wall, was_wall = answer == MAZE_WALL, maze == MAZE_WALL
     path = answer == MAZE_PATH
+    starts, goals = np.argwhere(maze == MAZE_START), np.argwhere(maze == MAZE_GOAL)
+    if len(starts) != 1 or len(goals) != 1:  # not a maze (e.g. an evaluation batch's padding row): no valid answer
+        return MazeCheck(walls_changed=int((was_wall != is_wall).sum()), endpoints_kept=False,
+                         path_cells=int(path.sum()), path_on_walls=int((path & (maze != MAZE_OPEN)).sum()),
+                         bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()), connected=False,
+                         stray_cells=int(path.sum()), dead_ends=0, route_length=None, shortest_length=None)
+    start, goal = tuple(int(x) for x in starts[0]), tuple(int(x) for x in goals[0])
     endpoints_kept = bool(answer[start] == MAZE_START and answer[goal] == MAZE_GOAL
                           and (answer == MAZE_START).sum() == 1 and (answer == MAZE_GOAL).sum() == 1)
     open_cells = maze == MAZE_OPEN

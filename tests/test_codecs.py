@@ -142,6 +142,15 @@ def test_maze_checker_correct_broken_and_longer_paths():
     assert not no_path.connected and not no_path.valid and no_path.shortest_length == 4
 
 
+def test_a_padding_row_or_a_maze_without_endpoints_is_invalid_not_an_error():
+    padding = np.zeros(36, dtype=np.int64)  # what an evaluation batch's padding rows hold
+    assert not MazeCodec(6).check(padding[None], padding[None]).any()
+    no_start = tokens(MAZE).copy()
+    no_start[no_start == codecs.MAZE_START] = MAZE_OPEN
+    result = check_maze(no_start, mark(SHORT))
+    assert not result.valid and not result.shortest and not result.endpoints_kept
+
+
 @pytest.fixture(scope="module")
 def mazes():
     from dataset import maze_core
