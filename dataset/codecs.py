@@ -240,18 +240,18 @@ class MazeCheck:
 def check_maze(maze: np.ndarray, answer: np.ndarray) -> MazeCheck:
     """Check a predicted maze (token grid) against the input maze (token grid, no path marked)."""
     maze, answer = np.asarray(maze), np.asarray(answer)
-    is_wall, was_wall = answer == MAZE_WALL, maze == MAZE_WALL
     path = answer == MAZE_PATH
+    # What holds without knowing the endpoints.
+    cells = dict(walls_changed=int(((maze == MAZE_WALL) != (answer == MAZE_WALL)).sum()),
+                 path_cells=int(path.sum()), path_on_walls=int((path & (maze != MAZE_OPEN)).sum()),
+                 bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()))
     starts, goals = np.argwhere(maze == MAZE_START), np.argwhere(maze == MAZE_GOAL)
     if len(starts) != 1 or len(goals) != 1:  # not a maze (e.g. an evaluation batch's padding row): no valid answer
-        return MazeCheck(walls_changed=int((was_wall != is_wall).sum()), endpoints_kept=False,
-                         path_cells=int(path.sum()), path_on_walls=int((path & (maze != MAZE_OPEN)).sum()),
-                         bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()), connected=False,
-                         stray_cells=int(path.sum()), dead_ends=0, route_length=None, shortest_length=None)
+        return MazeCheck(**cells, endpoints_kept=False, connected=False, stray_cells=cells["path_cells"],
+                         dead_ends=0, route_length=None, shortest_length=None)
     start, goal = tuple(int(x) for x in starts[0]), tuple(int(x) for x in goals[0])
     endpoints_kept = bool(answer[start] == MAZE_START and answer[goal] == MAZE_GOAL
                           and (answer == MAZE_START).sum() == 1 and (answer == MAZE_GOAL).sum() == 1)
-    open_cells = maze == MAZE_OPEN
 
     route = path.copy()
     route[start] = route[goal] = True
@@ -263,13 +263,10 @@ def check_maze(maze: np.ndarray, answer: np.ndarray) -> MazeCheck:
     padded = np.pad(route, 1)
     neighbours = (padded[:-2, 1:-1].astype(int) + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
     return MazeCheck(
-        walls_changed=int((was_wall != is_wall).sum()),
+        **cells,
         endpoints_kept=endpoints_kept,
-        path_cells=int(path.sum()),
-        path_on_walls=int((path & ~open_cells).sum()),
-        bad_tokens=int(((answer < 1) | (answer > len(MAZE_CHARSET))).sum()),
         connected=connected,
-        stray_cells=int((path & ~reached).sum()) if connected else int(path.sum()),
+        stray_cells=int((path & ~reached).sum()) if connected else cells["path_cells"],
         dead_ends=int((path & (neighbours < 2)).sum()),
         route_length=int(from_start[goal]) if connected else None,
         shortest_length=int(shortest) if shortest > 0 else None,
