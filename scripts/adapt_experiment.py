@@ -88,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 metrics = json.load(f)
             row = dict(seed=seed, init=init, steps=steps, setting=setting, wall_s=round(wall, 1),
                        exact=metrics["eval/all/exact_accuracy"], cell=metrics["eval/all/accuracy"],
-                       trained_tasks_exact=trained["eval/all/exact_accuracy"], train_s=train_s and round(train_s, 1))
+                       trained_tasks_exact=trained["eval/all/exact_accuracy"], train_s=None if train_s is None else round(train_s, 1))
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:
