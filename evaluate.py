@@ -15,41 +15,33 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import pydantic
-from omegaconf import OmegaConf
 
-from training.build import create_dataloader, create_evaluators, create_model, create_test_time, training_metadata
+from training.build import create_dataloader, create_evaluators, create_test_time
+from training.config import check_savable_outputs
 from training.distributed import close_distributed, init_distributed
-from training.errors import USER_ERRORS
 from training.evaluation import evaluate
-from training.run_config import load_run_config
-from utils.checkpoint import load_model_state_dict, load_weights
-from utils.config import ConfigError, check_savable_outputs, format_validation_error
+from training.restore import load_trained
+from utils.cli import parse_overrides, run_command
 from utils.hub import output_prefix
 
 
 class EvalConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    checkpoint: str
-    data_path: Optional[str] = None          # default: the one(s) the run was trained on
-    save_outputs: List[str] = []              # written beside the checkpoint: <checkpoint>_all_preds.<rank>
-    global_batch_size: Optional[int] = pydantic.Field(None, gt=0)  # default: the run's
-    device: str = "auto"
-    compile: Optional[bool] = None
-    evaluators: Optional[List[dict]] = None   # default: the run's
-    test_time: Dict[str, Any] = {}            # test-time compute (utils/config.py TestTimeConfig); default: plain
-    # Also evaluate with adaptive halting (each row stops when its Q head prefers halting) and compare segments
-    # used, accuracy and wall time with always running halt_max_steps.
-    adaptive_halting: bool = False
+    checkpoint: str = pydantic.Field(description="a step_<N> model file with the run's all_config.yaml beside it, "
+                                                 "or hf://OWNER/REPO/FILE")
+    data_path: Optional[str] = pydantic.Field(None, description="dataset folder; default: the run's")
+    save_outputs: List[str] = pydantic.Field([], description="outputs written to <checkpoint>_all_preds.<rank>")
+    global_batch_size: Optional[int] = pydantic.Field(None, gt=0, description="default: the run's")
+    device: str = pydantic.Field("auto", description="auto, cpu, cuda, cuda:N, mps")
+    compile: Optional[bool] = pydantic.Field(None, description="torch.compile; default: on for CUDA")
+    evaluators: Optional[List[dict]] = pydantic.Field(None, description="e.g. [{name: arc@ARC}]; default: the run's")
+    test_time: Dict[str, Any] = pydantic.Field({}, description="test-time compute (training/config.py "
+                                                               "TestTimeConfig); default: plain")
+    adaptive_halting: bool = pydantic.Field(False, description="also evaluate with each row stopping when its Q "
+                                                               "head prefers halting, and compare")
 
     _known_outputs = pydantic.field_validator("save_outputs")(check_savable_outputs)
-
-
-def parse_args(argv: List[str]) -> EvalConfig:
-    try:
-        return EvalConfig(**OmegaConf.to_container(OmegaConf.from_cli(argv), resolve=True))
-    except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
 
 
 def halting_comparison(fixed: dict, adaptive: dict, sets: List[str]) -> str:
@@ -64,24 +56,20 @@ def halting_comparison(fixed: dict, adaptive: dict, sets: List[str]) -> str:
 
 
 def main(argv: List[str]) -> None:
-    eval_config = parse_args(argv)
+    eval_config = parse_overrides(EvalConfig, argv, __doc__)
     info = init_distributed(eval_config.device)
     try:
         optional = {k: getattr(eval_config, k) for k in ("global_batch_size", "evaluators")
                     if getattr(eval_config, k) is not None}
-        config = load_run_config(eval_config.checkpoint, info.world_size, data_path=eval_config.data_path,
-                                 device=eval_config.device, compile=eval_config.compile,
-                                 eval_save_outputs=eval_config.save_outputs, test_time=eval_config.test_time,
-                                 **optional)
-        eval_loader = create_dataloader(config, "test", info)
-        model, forward = create_model(config, training_metadata(config), info)  # no training loader is built
-        load_weights(model, load_model_state_dict(eval_config.checkpoint), eval_config.checkpoint)
-
-        evaluators = create_evaluators(config, eval_loader)
-        test_time = create_test_time(config, eval_loader)
+        run = load_trained(eval_config.checkpoint, info, data_path=eval_config.data_path, device=eval_config.device,
+                           compile=eval_config.compile, eval_save_outputs=eval_config.save_outputs,
+                           test_time=eval_config.test_time, **optional)
+        eval_loader = create_dataloader(run.config, "test", info)
+        evaluators = create_evaluators(run.config, eval_loader)
+        test_time = create_test_time(run.config, eval_loader)
         prefix = output_prefix(eval_config.checkpoint)  # an hf:// checkpoint's outputs go under checkpoints/hub/
         modes = [False, True] if eval_config.adaptive_halting else [False]
-        results = {halt_on_q: evaluate(model, forward, eval_loader, info, eval_config.save_outputs,
+        results = {halt_on_q: evaluate(run.model, eval_loader, info, eval_config.save_outputs,
                                        prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q, test_time)
                    for halt_on_q in modes}
         if info.rank == 0:
@@ -95,8 +83,4 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_command(main))

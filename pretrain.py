@@ -4,10 +4,10 @@
     python pretrain.py arch=trm data_paths="[data/sudoku-extreme-1k-aug-1000]" +run_name=trm-sudoku ema=True
     torchrun --nproc-per-node 8 pretrain.py data_path=...
 
-Config: config/cfg_pretrain.yaml (+ config/arch/*.yaml), validated by utils/config.py. `main` below is the
-table of contents; each step lives in the training/ library.
+Config: config/cfg_pretrain.yaml (+ config/arch/*.yaml), validated by training/config.py, whose schema this module
+also offers as `from pretrain import PretrainConfig, ArchConfig, LossConfig`. `main` below is the table of
+contents; each step lives in the training/ library.
 """
-import os
 import sys
 
 import hydra
@@ -16,17 +16,21 @@ from omegaconf import DictConfig
 
 from training.build import (create_dataloader, create_evaluators, create_test_time, init_train_state,
                             total_train_steps)
+from training.checkpoint_files import CheckpointWriter
 from training.checkpointing import restore_train_state, rewind_metrics
+from training.config import ArchConfig, LossConfig, PretrainConfig
 from training.distributed import close_distributed, init_distributed
-from training.errors import USER_ERRORS
-from training.loop import train_and_evaluate
+from training.loop import Services, train_and_evaluate
 from training.preemption import PREEMPTED_EXIT_CODE, Preempted
 from training.run_config import create_logger, load_config, save_code_and_config
+from utils.cli import report, run_command
+
+__all__ = ["ArchConfig", "LossConfig", "PretrainConfig", "main"]
 
 
 def main(hydra_config: DictConfig) -> None:
     info = init_distributed(hydra_config.get("device", "auto"))
-    logger = None
+    services = Services()
     try:
         config = load_config(hydra_config, info)
         torch.manual_seed(config.seed + info.rank)
@@ -34,34 +38,34 @@ def main(hydra_config: DictConfig) -> None:
         train_loader = create_dataloader(config, "train", info)
         eval_loader = create_dataloader(config, "test", info)
         state = init_train_state(config, train_loader.metadata, info, total_train_steps(config, train_loader))
-        state.evaluators = create_evaluators(config, eval_loader)
-        state.test_time = create_test_time(config, eval_loader)
+        services.writer = CheckpointWriter(config.checkpoint_in_background)
+        services.evaluators = create_evaluators(config, eval_loader)
+        services.test_time = create_test_time(config, eval_loader)
         wandb_id = restore_train_state(config, state, train_loader, info) if config.resume else None
 
         if info.rank == 0:
             save_code_and_config(config)
             rewound = config.resume is not None and rewind_metrics(config, state.step)
-            logger = create_logger(config, wandb_id, rewind_step=state.step if rewound else None)
-            print(f"run {config.run_name!r}: {state.total_steps} steps on {info.device} x{info.world_size}, "
+            services.logger = create_logger(config, wandb_id, rewind_step=state.step if rewound else None)
+            print(f"run {config.run_name!r}: {state.schedule.total_steps} steps on {info.device} x{info.world_size}, "
                   f"outputs in {config.checkpoint_path}")
-        train_and_evaluate(config, state, train_loader, eval_loader, logger, info)
+        train_and_evaluate(config, state, train_loader, eval_loader, services, info)
     finally:
-        if logger is not None:
-            logger.finish()
+        if services.logger is not None:
+            services.logger.finish()
         close_distributed()
 
 
 @hydra.main(config_path="config", config_name="cfg_pretrain", version_base=None)
 def launch(hydra_config: DictConfig) -> None:
+    """`main`, ended as every command ends (utils/cli.py); a preempted run exits with PREEMPTED_EXIT_CODE."""
     try:
-        main(hydra_config)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        status = run_command(lambda _argv: main(hydra_config), argv=[])
     except Preempted as stop:
-        if int(os.environ.get("RANK", 0)) == 0:
-            print(str(stop), file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT_CODE)
+        report(str(stop))
+        status = PREEMPTED_EXIT_CODE
+    if status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,13 @@ import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence
 
+import torch
+
+from benchmarks import train_throughput as tt
+from training.checkpoint_files import CheckpointWriter
+from training.checkpointing import save_train_state
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-
-import torch  # noqa: E402
-
-import train_throughput as tt  # noqa: E402
-from training.checkpointing import save_train_state  # noqa: E402
 
 
 class _LoaderPosition:
@@ -58,8 +56,8 @@ def build(args: argparse.Namespace):
     dense.step()  # allocates the moments
     dense.zero_grad(set_to_none=True)
     batch = tt.make_batches(config, metadata, count=1, pin=False)[0]
-    state.carry = state.model.initial_carry(batch)
-    state.step = 1000
+    state.carry.value = state.model.initial_carry(batch)
+    state.schedule.step = 1000
     return config, metadata, state, info
 
 
@@ -70,17 +68,18 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
     for _ in range(args.repeats):
         folder = tempfile.mkdtemp(prefix="ckpt-", dir=args.dir)
         run_config = config.model_copy(update=dict(checkpoint_path=folder))
+        writer = CheckpointWriter(config.checkpoint_in_background)
         start = time.perf_counter()
-        save_train_state(run_config, state, loader, None, info)
+        save_train_state(run_config, state, loader, writer, None, info)
         blocking = time.perf_counter() - start
-        state.writer.wait()
+        writer.wait()
         total = time.perf_counter() - start
         sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
         runs.append(dict(blocking_s=blocking, total_s=total, sizes=sizes))
         if not args.keep:
             shutil.rmtree(folder)
     sizes = runs[0]["sizes"]
-    return dict(preset=args.preset, num_puzzle_identifiers=state.model.model.config.num_puzzle_identifiers,
+    return dict(preset=args.preset, num_puzzle_identifiers=state.model.model_config.num_puzzle_identifiers,
                 batch_size=config.global_batch_size, ema=args.ema, background=not args.foreground,
                 blocking_s=statistics.median(r["blocking_s"] for r in runs),
                 total_s=statistics.median(r["total_s"] for r in runs),

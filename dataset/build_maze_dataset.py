@@ -1,4 +1,5 @@
-"""Build a maze dataset in the HRM format (DESIGN §6) from the hub, from local CSV files, or by generating mazes.
+"""Build a maze dataset in the HRM format (docs/DESIGN.md §6) from the hub, from local CSV files, or by generating
+mazes.
 
     python dataset/build_maze_dataset.py --input-dir DIR             # DIR/train.csv, DIR/test.csv (published format)
     python dataset/build_maze_dataset.py --generate 1000 --test-size 1000 --aug
@@ -18,9 +19,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
-
-if __package__ in (None, ""):  # `python dataset/build_maze_dataset.py`: make the `dataset` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from tqdm import tqdm
@@ -45,24 +43,24 @@ from dataset.builder_common import (
     write_puzzle_csv,
     write_split,
 )
+from dataset.codecs import MAZE_CHARSET
 from dataset.common import dihedral_transform
 
-CHARSET = "# SGo"  # token id = position + 1; 0 = pad
-VOCAB_SIZE = len(CHARSET) + 1
+VOCAB_SIZE = len(MAZE_CHARSET) + 1  # token id = position in "# SGo" + 1; 0 = pad
 DEFAULT_SOURCE_REPO = "sapientinc/maze-30x30-hard-1k"
 DEFAULT_OUTPUT_DIR = "data/maze-30x30-hard-1k"
 GRID_SIZE = 30
 PATH_LEN_BINS = [0, 110, 120, 130, 140, 150, 160]
 
 _CHAR_TO_ID = np.zeros(256, dtype=np.uint8)
-_CHAR_TO_ID[np.array([ord(c) for c in CHARSET])] = np.arange(1, len(CHARSET) + 1, dtype=np.uint8)
+_CHAR_TO_ID[np.array([ord(c) for c in MAZE_CHARSET])] = np.arange(1, len(MAZE_CHARSET) + 1, dtype=np.uint8)
 _VALID_CHAR = np.zeros(256, dtype=bool)
-_VALID_CHAR[np.array([ord(c) for c in CHARSET])] = True
+_VALID_CHAR[np.array([ord(c) for c in MAZE_CHARSET])] = True
 
 
 def tokens_to_text(grid: np.ndarray) -> str:
     """Token grid (any shape) -> the CSV string over "# SGo" (row-major)."""
-    return "".join(CHARSET[v - 1] for v in np.asarray(grid).reshape(-1))
+    return "".join(MAZE_CHARSET[v - 1] for v in np.asarray(grid).reshape(-1))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,7 +87,7 @@ def read_maze_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
             raise DatasetBuildError(f"question and answer must have {length} characters (as the first row), "
                                     f"got {len(q)} and {len(a)}", file=path, row=line)
         if not (q.isascii() and a.isascii()):
-            raise DatasetBuildError(f"characters outside {CHARSET!r}", file=path, row=line)
+            raise DatasetBuildError(f"characters outside {MAZE_CHARSET!r}", file=path, row=line)
         questions.append(q.encode("ascii"))
         answers.append(a.encode("ascii"))
         lines.append(line)
@@ -101,7 +99,7 @@ def read_maze_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     a_raw = np.frombuffer(b"".join(answers), dtype=np.uint8).reshape(n, length)
     bad = np.flatnonzero(~np.all(_VALID_CHAR[q_raw] & _VALID_CHAR[a_raw], axis=1))
     if bad.size:
-        raise DatasetBuildError(f"characters outside {CHARSET!r}", file=path, row=lines[bad[0]])
+        raise DatasetBuildError(f"characters outside {MAZE_CHARSET!r}", file=path, row=lines[bad[0]])
     return _CHAR_TO_ID[q_raw].reshape(n, side, side), _CHAR_TO_ID[a_raw].reshape(n, side, side)
 
 

@@ -11,15 +11,11 @@ puzzles share no input with training ones.
 longer minimal): easier puzzles, faster to generate; `make demo` uses them.
 """
 import argparse
-import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
-
-if __package__ in (None, ""):  # allow `python dataset/build_mini_sudoku_dataset.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.builder_common import (atomic_output_dir, grid_metadata, positive_int, non_negative_int, run_cli,
                                     single_example_structure, write_identifiers, write_split)

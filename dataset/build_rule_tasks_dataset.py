@@ -22,9 +22,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # allow `python dataset/build_rule_tasks_dataset.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from dataset.builder_common import (DatasetBuildError, atomic_output_dir, check_output_dir, positive_int, run_cli,
                                     verify_dataset, write_identifiers, write_split)
 from dataset.common import PuzzleDatasetMetadata

@@ -1,4 +1,5 @@
-"""Build a Sudoku dataset in the HRM format (DESIGN §6) from the hub, from local CSV files, or by generating puzzles.
+"""Build a Sudoku dataset in the HRM format (docs/DESIGN.md §6) from the hub, from local CSV files, or by generating
+puzzles.
 
     python dataset/build_sudoku_dataset.py --input-dir DIR           # DIR/train.csv, DIR/test.csv (published format)
     python dataset/build_sudoku_dataset.py --generate 1000 --test-size 1000 --num-aug 1000
@@ -16,9 +17,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
-
-if __package__ in (None, ""):  # `python dataset/build_sudoku_dataset.py`: make the `dataset` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from tqdm import tqdm

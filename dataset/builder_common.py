@@ -1,6 +1,6 @@
 """Helpers shared by the dataset builders (build_sudoku_dataset.py, build_maze_dataset.py, build_arc_dataset.py).
 
-Everything here writes the on-disk format of DESIGN §6:
+Everything here writes the on-disk format of docs/DESIGN.md §6:
 
     <output-dir>/identifiers.json                      names by puzzle id, id 0 = "<blank>"
     <output-dir>/<split>/dataset.json                  PuzzleDatasetMetadata
@@ -31,6 +31,7 @@ import numpy as np
 
 from dataset.common import PuzzleDatasetMetadata
 from utils.hub import HubError, HubFile, download
+from utils.errors import UserError
 
 SPLITS = ("train", "test")
 ARRAY_FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -41,7 +42,7 @@ BLANK_IDENTIFIER = "<blank>"
 DATASET_FOLDER_ENTRIES = frozenset({"train", "test", "identifiers.json", "test_puzzles.json", "source"})
 
 
-class DatasetBuildError(ValueError):
+class DatasetBuildError(UserError, ValueError):
     """Bad input or an impossible request.  `file` and `row` (both optional) say where the problem is."""
 
     def __init__(self, message: str, file: Optional[os.PathLike | str] = None, row: Optional[int | str] = None):

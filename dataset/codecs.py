@@ -1,5 +1,5 @@
-"""Task codecs (DESIGN §6, §9): for each puzzle family, in one place, its token encoding, its symmetry group with
-each member's inverse on predictions, and the check an answer must pass.
+"""Task codecs (docs/DESIGN.md §6, §9): for each puzzle family, in one place, its token encoding, its symmetry group
+with each member's inverse on predictions, and the check an answer must pass.
 
   Sudoku  N x N grids with R x C boxes (4x4, 6x6, 9x9...): digit d -> token d + 1, 0 pad, 1 blank. Group: digit
           relabelling, permutations of the bands (R rows each) and of the rows inside a band, of the stacks (C
@@ -13,19 +13,24 @@ each member's inverse on predictions, and the check an answer must pass.
           colours 1-9 (0, black, stays); augmented puzzles are named `<task>_t<id>_<colour map>`. No check (any
           grid may be an answer).
 
+Each family's text form (a Sudoku string or pretty grid, a maze's lines, an ARC task file) is read and printed by
+the functions at the end, which the solve CLI uses.
+
 Sudoku and maze group members act on token rows as a permutation of the positions and a map of the tokens
 (`TokenPermutation`); ARC's act on grids (the canvas is cropped, transformed and drawn again).
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from dataset.common import DIHEDRAL_INVERSE, dihedral_transform
+from utils.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,6 @@ class TokenPermutation:
         inverse_positions = np.argsort(self.positions)
         inverse_tokens = np.argsort(self.token_map)
         return inverse_tokens[np.asarray(rows)[..., inverse_positions]]
-
-
-def _identity(seq_len: int, vocab_size: int) -> TokenPermutation:
-    return TokenPermutation(np.arange(seq_len), np.arange(vocab_size))
 
 
 class TaskCodec:
@@ -426,3 +427,160 @@ def codec_for(vocab_size: int, seq_len: int) -> Optional[TaskCodec]:
         return MazeCodec(side)
     return None
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text forms: puzzles as people write them (the solve CLI reads and prints these)
+
+DIGIT_CHARS = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # Sudoku cell values 1..35 as one character
+
+
+class PuzzleFormatError(UserError, ValueError):
+    """A puzzle in text form that cannot be read; the message says what is wrong."""
+
+
+def sudoku_box_shape(size: int, box: Optional[str] = None) -> Tuple[int, int]:
+    """(box rows, box columns): from "RxC", else the most square split with rows <= columns (9 -> 3x3, 6 -> 2x3)."""
+    if box is not None:
+        try:
+            rows, cols = (int(part) for part in box.lower().split("x"))
+        except ValueError:
+            raise PuzzleFormatError(f"box={box!r} is not of the form RxC (e.g. box=2x3)") from None
+        if rows <= 0 or cols <= 0 or rows * cols != size:
+            raise PuzzleFormatError(f"box={box}: {rows}x{cols} boxes do not tile a {size}x{size} Sudoku")
+        return rows, cols
+    return squarest_box(size)
+
+
+def parse_sudoku(text: str, size: Optional[int] = None) -> np.ndarray:
+    """A Sudoku as an (N, N) array of digits, 0 = blank.
+
+    Accepts one string of N*N cells or a pretty grid: whitespace and the separators `|`, `+`, `-` are ignored;
+    '.', '0' and '_' are blanks; 1-9 then A-Z (10..35) are digits.
+    """
+    cells = [c for c in text if not c.isspace() and c not in "|+-"]
+    n = len(cells)
+    side = math.isqrt(n)
+    if n == 0:
+        raise PuzzleFormatError("the Sudoku is empty")
+    if size is not None and n != size * size:
+        raise PuzzleFormatError(f"the Sudoku has {n} cells, the model expects {size * size} ({size}x{size})")
+    if side * side != n:
+        raise PuzzleFormatError(f"the Sudoku has {n} cells, not a square number")
+    digits = np.zeros(n, dtype=np.int64)
+    for i, c in enumerate(cells):
+        if c in "._0":
+            continue
+        value = DIGIT_CHARS.find(c.upper()) + 1
+        if value <= 0 or value > side:
+            raise PuzzleFormatError(f"cell {i + 1} holds {c!r}: a {side}x{side} Sudoku takes '.', '0' or digits 1-"
+                             f"{DIGIT_CHARS[side - 1]}")
+        digits[i] = value
+    return digits.reshape(side, side)
+
+
+def sudoku_to_string(grid: np.ndarray) -> str:
+    """Digits (0 = blank, -1 = not a digit) -> one string, '.' for blanks and '?' for non-digits."""
+    return "".join("." if v == 0 else "?" if v < 0 else DIGIT_CHARS[v - 1] for v in np.asarray(grid).reshape(-1))
+
+
+def format_sudoku(grid: np.ndarray, box: Tuple[int, int]) -> str:
+    """A pretty grid with box separators."""
+    grid = np.asarray(grid)
+    size = grid.shape[0]
+    rows, cols = box
+    text = sudoku_to_string(grid)
+    lines = []
+    rule = "+".join("-" * (2 * cols + 1) for _ in range(size // cols))
+    for r in range(size):
+        if r and r % rows == 0:
+            lines.append(rule)
+        row = text[r * size:(r + 1) * size]
+        lines.append("|".join(" " + " ".join(row[c:c + cols]) + " " for c in range(0, size, cols)).rstrip())
+    return "\n".join(lines)
+
+
+def parse_maze(text: str, side: Optional[int] = None) -> np.ndarray:
+    """A maze text grid over "# SGo" (lines of equal length, or one line of side*side characters) -> token grid.
+
+    Lines shorter than the grid (trailing spaces lost by an editor) are padded with open cells. 'o' marks in the
+    input (a solved maze) are read as open cells. Needs exactly one 'S' and one 'G'.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        raise PuzzleFormatError("the maze is empty")
+    if len(lines) == 1:  # the CSV form: one row-major string
+        n = math.isqrt(len(lines[0]))
+        if n * n != len(lines[0]):
+            raise PuzzleFormatError(f"a one-line maze needs a square number of characters, got {len(lines[0])}")
+        lines = [lines[0][i * n:(i + 1) * n] for i in range(n)]
+    n = side if side is not None else len(lines)
+    if len(lines) != n:
+        raise PuzzleFormatError(f"the maze has {len(lines)} lines, the model expects {n} lines of {n} characters")
+    widest = max(len(line) for line in lines)
+    if widest > n:
+        raise PuzzleFormatError(f"a maze line has {widest} characters, the model expects {n}")
+    grid = np.empty((n, n), dtype=np.int64)
+    for r, line in enumerate(lines):
+        line = line.ljust(n)
+        for c, ch in enumerate(line):
+            index = MAZE_CHARSET.find(ch)
+            if index < 0:
+                raise PuzzleFormatError(f"maze line {r + 1}, column {c + 1}: {ch!r} is not one of {MAZE_CHARSET!r}")
+            grid[r, c] = index + 1
+    grid[grid == MAZE_PATH] = MAZE_OPEN
+    for token, what in ((MAZE_START, "start 'S'"), (MAZE_GOAL, "goal 'G'")):
+        count = int((grid == token).sum())
+        if count != 1:
+            raise PuzzleFormatError(f"the maze needs exactly one {what}, it has {count}")
+    return grid
+
+
+def format_maze(grid: np.ndarray) -> str:
+    """Token grid -> text lines ('?' for tokens outside the charset, e.g. padding)."""
+    return "\n".join("".join(MAZE_CHARSET[v - 1] if 1 <= v <= len(MAZE_CHARSET) else "?" for v in row)
+                     for row in np.asarray(grid))
+
+
+def parse_arc_grid(value, where: str) -> np.ndarray:
+    """A grid of an ARC task file (a list of rows of colours 0-9, at most 30x30), checked; `where` names it."""
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
+        raise PuzzleFormatError(f"{where}: a grid must be a non-empty list of rows")
+    width = len(value[0])
+    if width == 0 or any(len(row) != width for row in value):
+        raise PuzzleFormatError(f"{where}: grid rows must be non-empty and of equal length")
+    if len(value) > ARC_MAX_GRID or width > ARC_MAX_GRID:
+        raise PuzzleFormatError(f"{where}: the grid is {len(value)}x{width}, larger than "
+                                f"{ARC_MAX_GRID}x{ARC_MAX_GRID}")
+    for r, row in enumerate(value):
+        for c, x in enumerate(row):
+            if type(x) is not int or not 0 <= x <= 9:
+                raise PuzzleFormatError(f"{where}: colour {x!r} at row {r}, column {c} is not an integer 0-9")
+    return np.array(value, dtype=np.int64)
+
+
+def parse_arc_task(text: str) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """The test pairs of an ARC task JSON: [(input grid, expected output grid or None)]."""
+    try:
+        task = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PuzzleFormatError(f"the ARC task is not valid JSON: {err.msg} (line {err.lineno}, column "
+                                f"{err.colno})") from None
+    if not isinstance(task, dict) or not isinstance(task.get("test"), list) or not task["test"]:
+        raise PuzzleFormatError('an ARC task must be a JSON object with a non-empty "test" list of {"input": grid}')
+    pairs = []
+    for k, pair in enumerate(task["test"]):
+        if not isinstance(pair, dict) or "input" not in pair:
+            raise PuzzleFormatError(f'test[{k}] must be an object with an "input" grid')
+        expected = parse_arc_grid(pair["output"], f"test[{k}].output") if "output" in pair else None
+        pairs.append((parse_arc_grid(pair["input"], f"test[{k}].input"), expected))
+    return pairs
+
+
+def format_arc(grid: np.ndarray) -> str:
+    """JSON rows, one per line."""
+    rows = [json.dumps(row) for row in np.asarray(grid).tolist()]
+    return "[" + ",\n ".join(rows) + "]" if rows else "[]"

@@ -1,4 +1,4 @@
-"""Shared pieces of the HRM dataset format (DESIGN §6): metadata and the dihedral group of grid transforms."""
+"""Shared pieces of the HRM dataset format (docs/DESIGN.md §6): metadata and the dihedral group of grid transforms."""
 from typing import List, Optional
 
 import numpy as np

@@ -22,15 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
-CHARSET = "# SGo"  # token id = index + 1
 STARTS_PER_MAZE = 8
 _DR = np.array([-1, 1, 0, 0], dtype=np.int64)
 _DC = np.array([0, 0, -1, 1], dtype=np.int64)
-
-
-def lattice_edge_count(size: int, offset: int) -> tuple:
-    n = (size - offset + 1) // 2
-    return n, 2 * n * (n - 1)
 
 
 @njit(cache=True)

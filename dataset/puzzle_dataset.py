@@ -1,4 +1,4 @@
-"""Batch loader for HRM puzzle datasets (DESIGN §6).
+"""Batch loader for HRM puzzle datasets (docs/DESIGN.md §6).
 
 A dataset folder holds one sub-folder per split (``train/``, ``test/``) with ``dataset.json`` (see
 :class:`dataset.common.PuzzleDatasetMetadata`) and, for every set name ``S`` listed there, the arrays
@@ -18,8 +18,8 @@ random subset without replacement when they do not all fit in the space left; th
 used). Batches may straddle epochs; the last incomplete batch of the iteration is dropped.
 
 Evaluation (``test_set_mode=True``) walks every example of every set in file order; the last global batch is
-padded (``pad_id`` inputs, ``-100`` labels, ``blank_identifier_id`` puzzle ids) and the yielded effective batch
-size counts only real examples. No randomness is involved.
+padded (``pad_id`` inputs, IGNORE_LABEL_ID (-100) labels, ``blank_identifier_id`` puzzle ids) and the yielded
+effective batch size counts only real examples. No randomness is involved.
 
 Several datasets (``dataset_paths`` with more than one folder, TRM's ``data_paths``) are trained as one: their
 metadata must agree on vocab_size, seq_len, pad_id, ignore_label_id and blank_identifier_id; the sets of the
@@ -50,6 +50,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
+from utils.errors import UserError
 
 __all__ = [
     "DatasetFormatError",
@@ -67,11 +68,11 @@ _MMAP_FIELDS = ("inputs", "labels")  # may be large: memory-mapped, rows read on
 _STATE_VERSION = 1
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(UserError, ValueError):
     """A dataset's metadata or arrays are malformed; the message names the file."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset folder, split folder, ``dataset.json`` or array file is missing."""
 
 
@@ -438,7 +439,7 @@ class PuzzleDataset(IterableDataset):
 
     def _collate(self, arrays: Dict[str, np.ndarray], examples: np.ndarray, puzzle_ids: np.ndarray,
                  pad_to: int) -> Dict[str, torch.Tensor]:
-        """Gather rows `examples` and pad to `pad_to` rows (pad_id / -100 / blank id)."""
+        """Gather rows `examples` and pad to `pad_to` rows (pad_id / IGNORE_LABEL_ID / blank id)."""
         seq_len = self.metadata.seq_len
         n = examples.size
         inputs = np.full((pad_to, seq_len), self.metadata.pad_id, dtype=np.int32)

@@ -21,8 +21,8 @@ What happens to each test row (one augmented copy of one test input):
 
 Voting, per (task, test input): a candidate is a distinct answer grid (in the original frame); its votes = the
 number of augmented copies that produced it; its confidence = the mean of sigmoid(q_halt_logits) over those
-copies.  Candidates are ranked by votes, then confidence, then (so that results never depend on row order or
-the number of ranks) grid shape and cell bytes.  Confidences are summed in exact fixed point (2^-52 units).
+copies.  Candidates are ranked as test-time compute ranks them (evaluators/voting.py): by votes, then
+confidence, then their key, here the grid's shape and cell bytes.
 
 Metrics (rank 0; the trainer prefixes them with `eval/`):
   * `ARC/pass@K`: the fraction of test inputs (every test input of every task in test_puzzles.json) whose
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import json
 import os
-from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -63,11 +62,11 @@ from dataset.codecs import (ARC_COLOUR_OFFSET as COLOUR_OFFSET, ARC_MAX_GRID as 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError
 from evaluators import Evaluator
-from utils.config import ConfigError
+from evaluators.voting import confidence_units, rank_candidates
+from utils.errors import ConfigError
 
 PREFIX = "ARC/"
 DEFAULT_PASS_KS = (1, 2, 5, 10, 100, 1000)
-CONFIDENCE_SCALE = 2 ** 52            # fixed-point unit of the summed confidences (exact, order-independent sums)
 DETAIL_TOP = 10                       # candidates listed per test input in details.json
 
 GridKey = Tuple[int, int, bytes]      # (height, width, cells as uint8 bytes): a hashable, orderable grid
@@ -182,7 +181,7 @@ class ARC(Evaluator):
     # -- the Evaluator interface -----------------------------------------------------------------------------
 
     def begin_eval(self) -> None:
-        # (task, test index) -> answer -> [votes, confidence sum in CONFIDENCE_SCALE units]
+        # (task, test index) -> answer -> [votes, confidence sum in evaluators/voting.py's units]
         self._votes: Dict[Tuple[str, int], Dict[GridKey, List[int]]] = {}
         self._rows: Dict[Tuple[str, int], int] = {}
         self._counts = {"rows": 0, "matched": 0, "valid": 0, "unmatched": 0}
@@ -222,7 +221,7 @@ class ARC(Evaluator):
                 continue
             self._counts["valid"] += 1
             answer = grid_key(invert_augmentation(preds[row, :h, :w] - COLOUR_OFFSET, tid, colours))
-            scaled = int(round(confidence[row] * CONFIDENCE_SCALE))
+            scaled = confidence_units(confidence[row])
             for i in test_indices:
                 entry = self._votes.setdefault((task, i), {}).setdefault(answer, [0, 0])
                 entry[0] += 1
@@ -298,14 +297,6 @@ class ARC(Evaluator):
             _write_json(os.path.join(save_path, "submission.json"), submission)
             _write_json(os.path.join(save_path, "details.json"), {"metrics": metrics, "tasks": details})
         return metrics
-
-
-def rank_candidates(candidates: Dict[GridKey, List[int]]) -> List[Tuple[GridKey, int, float]]:
-    """[(answer, votes, mean confidence)], best first: most votes, then highest mean sigmoid(q_halt), then the
-    grid's shape and bytes (a fixed order, so ties never depend on row order)."""
-    # Means compared exactly as fractions of the integer sums (votes > 0 for every candidate).
-    ranked = sorted(candidates.items(), key=lambda kv: (-kv[1][0], -Fraction(kv[1][1], kv[1][0]), kv[0]))
-    return [(key, votes, conf / votes / CONFIDENCE_SCALE) for key, (votes, conf) in ranked]
 
 
 def merge_states(states: Sequence[dict]) -> dict:

@@ -96,10 +96,9 @@ class ReasoningConfig(pydantic.BaseModel):
         return self.seq_len + self.prefix_len
 
 
-@dataclass
-class InnerCarry:
-    z_H: torch.Tensor          # HRM: the high-level state; TRM: the current answer ("y")
-    z_L: torch.Tensor          # HRM: the low-level state; TRM: the latent ("z")
+# A core's latent states by name, each (batch, prefix + seq_len, hidden): HRM's z_H and z_L (high and low level),
+# TRM's z_H and z_L (the current answer "y" and the latent "z").
+InnerCarry = Dict[str, torch.Tensor]
 
 
 @dataclass
@@ -173,7 +172,7 @@ class RecursiveReasoningInner(nn.Module):
 
         self.puzzle_emb_len = config.prefix_len
         if config.puzzle_emb_ndim > 0:
-            # Zero init: a new puzzle starts with no identity and learns one (sparse SignSGD, DESIGN §5).
+            # Zero init: a new puzzle starts with no identity and learns one (sparse SignSGD, docs/DESIGN.md §5).
             self.puzzle_emb = CastedSparseEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim,
                                                     batch_size=config.batch_size, init_std=0.0,
                                                     cast_to=self.forward_dtype)
@@ -189,10 +188,10 @@ class RecursiveReasoningInner(nn.Module):
 
         self.build_levels()
 
-        self.H_init = nn.Buffer(trunc_normal_init_(torch.empty(hidden, dtype=self.forward_dtype), std=1.0),
-                                persistent=True)
-        self.L_init = nn.Buffer(trunc_normal_init_(torch.empty(hidden, dtype=self.forward_dtype), std=1.0),
-                                persistent=True)
+        # Where a row starts (or restarts after halting): one vector per state, the same at every position.
+        for buffer in self.latent_states.values():
+            self.register_buffer(buffer, trunc_normal_init_(torch.empty(hidden, dtype=self.forward_dtype), std=1.0),
+                                 persistent=True)
 
         # Q head starts by strongly preferring "continue" (sigmoid(-5) ~ 0.7%), so early training is not cut
         # short by random halting (HRM paper §3.3).
@@ -201,14 +200,18 @@ class RecursiveReasoningInner(nn.Module):
             self.q_head.bias.fill_(-5.0)
 
     # -- the core ----------------------------------------------------------------------------------------------
+    # A core declares its latent states (name -> the persistent buffer it starts from), the state the heads read
+    # and the state that test-time latent noise perturbs.
+    latent_states: Dict[str, str] = {"z_H": "H_init", "z_L": "L_init"}
+    answer_state = "z_H"
+    noise_state = "z_L"
 
     def build_levels(self) -> None:
         """Create the reasoning modules (their attribute names are the state-dict names)."""
         raise NotImplementedError
 
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One segment's recursion from the carried states and the input embedding -> new (z_H, z_L)."""
+    def recurse(self, states: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]) -> InnerCarry:
+        """One segment's recursion from the carried states and the input embedding -> the new states."""
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------------------------
@@ -230,25 +233,24 @@ class RecursiveReasoningInner(nn.Module):
 
     def empty_carry(self, batch_size: int, device: torch.device) -> InnerCarry:
         shape = (batch_size, self.config.total_len, self.config.hidden_size)
-        # Every row is reset to H_init/L_init before use; zeros (not torch.empty) keep the carry deterministic,
-        # which exact-resume checks compare.
-        return InnerCarry(z_H=torch.zeros(shape, dtype=self.forward_dtype, device=device),
-                          z_L=torch.zeros(shape, dtype=self.forward_dtype, device=device))
+        # Every row is reset to its initial states before use; zeros (not torch.empty) keep the carry
+        # deterministic, which exact-resume checks compare.
+        return {name: torch.zeros(shape, dtype=self.forward_dtype, device=device) for name in self.latent_states}
 
     def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
         reset = reset.view(-1, 1, 1)
-        return InnerCarry(z_H=torch.where(reset, self.H_init, carry.z_H),
-                          z_L=torch.where(reset, self.L_init, carry.z_L))
+        return {name: torch.where(reset, getattr(self, buffer), carry[name])
+                for name, buffer in self.latent_states.items()}
 
     def forward(self, carry: InnerCarry, batch: Batch
                 ) -> Tuple[InnerCarry, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         cos_sin = self.rotary_emb() if self.uses_rope else None
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
-        z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, cos_sin)
-        new_carry = InnerCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
-        q_logits = self.q_head(z_H[:, 0]).to(torch.float32)
-        return new_carry, logits, (q_logits[..., 0], q_logits[..., 1])
+        states = self.recurse(carry, x, cos_sin)
+        answer = states[self.answer_state]
+        logits = self.lm_head(answer)[:, self.puzzle_emb_len:]
+        q_logits = self.q_head(answer[:, 0]).to(torch.float32)
+        return {name: state.detach() for name, state in states.items()}, logits, (q_logits[..., 0], q_logits[..., 1])
 
 
 class RecursiveReasoningACT(nn.Module):
@@ -278,7 +280,7 @@ class RecursiveReasoningACT(nn.Module):
         return [m for m in self.modules() if isinstance(m, CastedSparseEmbedding)]
 
     def _device(self) -> torch.device:
-        return self.inner.H_init.device
+        return self.inner.lm_head.weight.device
 
     def exploration_generator(self) -> torch.Generator:
         device = self._device()
@@ -324,11 +326,12 @@ class RecursiveReasoningACT(nn.Module):
                 latent_noise: Optional[torch.Tensor] = None) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
         """One segment. In evaluation, rows run halt_max_steps segments (`max_steps` to run more or fewer), or with
         `halt_on_q` stop as soon as their Q head says halt (adaptive inference). `latent_noise` (rows, positions,
-        hidden) is added to the latent z_L before the segment (test-time trajectories, DESIGN §9)."""
+        hidden) is added to the core's `noise_state` before the segment (test-time trajectories)."""
         halted = carry.halted
         inner_carry = self.inner.reset_carry(halted, carry.inner_carry)
         if latent_noise is not None:
-            inner_carry = InnerCarry(z_H=inner_carry.z_H, z_L=inner_carry.z_L + latent_noise.to(inner_carry.z_L.dtype))
+            noisy = self.inner.noise_state
+            inner_carry = {**inner_carry, noisy: inner_carry[noisy] + latent_noise.to(inner_carry[noisy].dtype)}
         steps = torch.where(halted, 0, carry.steps)
         current_data = {k: torch.where(halted.view((-1,) + (1,) * (batch[k].ndim - 1)), batch[k], v)
                         for k, v in carry.current_data.items()}

@@ -3,7 +3,7 @@ update is atan2(m, sqrt(v)) instead of m / (sqrt(v) + eps), so it needs no epsil
 
 The `adam-atan2` package ships a fused CUDA kernel that often fails to build or import; we use it only when it
 imports and the parameters live on CUDA, and otherwise this multi-tensor (foreach) PyTorch implementation of the
-same update (DESIGN §5):
+same update (docs/DESIGN.md §5):
 
     p <- p * (1 - lr * wd)
     m <- lerp(m, g, 1 - beta1);   v <- lerp(v, g^2, 1 - beta2)

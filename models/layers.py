@@ -1,4 +1,4 @@
-"""Transformer building blocks of HRM (DESIGN §3): casted linear/embedding, rotary embedding, attention, SwiGLU.
+"""Transformer building blocks of HRM (docs/DESIGN.md §3): casted linear/embedding, rotary embedding, attention, SwiGLU.
 
 Parameters are kept in fp32 (the optimizer's master copy) and cast to the activations' dtype in the forward, so
 the forward can run in bfloat16 on GPUs without a separate mixed-precision wrapper.

@@ -1,4 +1,4 @@
-"""ACT loss head (DESIGN §4): LM loss on the answer tokens plus the Q-learning losses of the halting head."""
+"""ACT loss head (docs/DESIGN.md §4): LM loss on the answer tokens plus the Q-learning losses of the halting head."""
 from typing import Dict, Literal, Sequence, Tuple
 
 import torch
@@ -75,8 +75,24 @@ class ACTLossHead(nn.Module):
         self.model = model
         self.loss_fn = LOSS_FUNCTIONS[loss_type]
 
+    # The ACT model's interface to the trainer, reached through the head (which the trainer holds).
+
+    @property
+    def model_config(self):
+        """The ACT model's validated config."""
+        return self.model.config
+
     def initial_carry(self, *args, **kwargs):
         return self.model.initial_carry(*args, **kwargs)
+
+    def sparse_embeddings(self):
+        return self.model.sparse_embeddings()
+
+    def rng_state(self):
+        return self.model.rng_state()
+
+    def load_rng_state(self, state) -> None:
+        self.model.load_rng_state(state)
 
     def forward(self, return_keys: Sequence[str] = (), **model_kwargs
                 ) -> Tuple[object, torch.Tensor, Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Per-puzzle embedding table trained with a sparse SignSGD (DESIGN §5).
+"""Per-puzzle embedding table trained with a sparse SignSGD (docs/DESIGN.md §5).
 
 The table can hold ~1M rows (ARC with 1000 augmentations per task), and a batch touches a few hundred of them.
 Keeping it out of the dense optimizer (a buffer, not a Parameter) avoids AdamATan2 moments and a dense

@@ -22,8 +22,6 @@ import time
 from typing import List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 DATA = os.path.join("data", "colour-rules")
 TRAIN = ["--config-name", "demo", "arch.mlp_t=false", "arch.pos_encodings=learned", "arch.L_cycles=2",
          "arch.puzzle_emb_ndim=64", "arch.puzzle_emb_len=1", "epochs=100", "eval_interval=100", "lr=2e-3",

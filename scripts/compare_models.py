@@ -27,8 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 # On top of config/demo.yaml (a TRM with mlp_t: hidden 64, one layer, 2 cycles of 3 latent updates, 2 segments).
 MODELS: Dict[str, List[str]] = {
@@ -83,9 +81,9 @@ def seconds_per_step(overrides: Sequence[str], data_path: str, steps: int = 30) 
     from omegaconf import OmegaConf
 
     from training.build import create_dataloader, init_train_state, total_train_steps
+    from training.config import validate_config
     from training.distributed import single_process
     from training.loop import train_batch
-    from utils.config import validate_config
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=os.path.join(REPO, "config"), version_base=None):

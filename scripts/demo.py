@@ -19,8 +19,6 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 # The dataset (see the README's Demo section for how these were chosen).
 DATA_DIR = os.path.join("data", "sudoku6-demo")

@@ -20,8 +20,6 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 # name -> test_time settings as a function of the run's halt_max_steps.
 SETTINGS: Dict[str, Callable[[int], dict]] = {
@@ -43,25 +41,22 @@ SETTINGS: Dict[str, Callable[[int], dict]] = {
 def evaluate_checkpoint(checkpoint: str, settings: Sequence[str], rows: int) -> List[dict]:
     import torch
 
-    from training.build import create_dataloader, create_model, create_test_time, training_metadata
+    from training.build import create_dataloader, create_test_time
     from training.distributed import single_process
     from training.evaluation import evaluate
-    from training.run_config import load_run_config
-    from utils.checkpoint import load_model_state_dict, load_weights
+    from training.restore import load_trained
 
     info = single_process(torch.device("cpu"))
-    base = load_run_config(checkpoint, 1, device="cpu", compile=False)
-    halt = int(base.arch.extra["halt_max_steps"])
-    model, forward = create_model(base, training_metadata(base), info)
-    load_weights(model, load_model_state_dict(checkpoint), checkpoint)
+    run = load_trained(checkpoint, info, device="cpu", compile=False)
+    halt = run.model.model_config.halt_max_steps
     results = []
     for name in settings:
         test_time = SETTINGS[name](halt)
-        config = load_run_config(checkpoint, 1, device="cpu", compile=False, global_batch_size=rows,
-                                 test_time=test_time, eval_save_outputs=[])
+        config = run.config.model_copy(update=dict(global_batch_size=rows, eval_save_outputs=[]))
+        config.test_time = type(config.test_time).model_validate(test_time)
         loader = create_dataloader(config, "test", info)
         start = time.perf_counter()
-        metrics = evaluate(model, forward, loader, info, test_time=create_test_time(config, loader))
+        metrics = evaluate(run.model, loader, info, test_time=create_test_time(config, loader))
         wall = time.perf_counter() - start
         variants = config.test_time.variants
         results.append(dict(checkpoint=checkpoint, setting=name, test_time=test_time, wall_s=round(wall, 2),

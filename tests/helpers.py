@@ -1,4 +1,4 @@
-"""Shared test helpers: a writer of tiny synthetic datasets in the DESIGN §6 format, random model batches, and
+"""Shared test helpers: a writer of tiny synthetic datasets in the docs/DESIGN.md §6 format, random model batches, and
 runs of the entry scripts."""
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def expect_user_error(result, *fragments):
 def load_run_outputs(run_dir, step: int):
     """(model state dict, training state with every rank's part under "ranks", metrics.jsonl records) of a run
     folder's step_<step> checkpoint."""
-    from utils.checkpoint import load_checkpoint
+    from training.checkpoint_files import load_checkpoint
 
     model, state, ranks = load_checkpoint(os.path.join(run_dir, f"step_{step}"))
     return model, {**state, "ranks": ranks}, read_metrics(run_dir)
@@ -197,7 +197,7 @@ def random_act_batch(seed: int = 0, batch_size: int = 3, seq_len: int = 6, vocab
 
 def assert_compiled_prefix_loads(make_head, folder) -> None:
     """A state dict saved with torch.compile's `_orig_mod.` key prefix loads into a fresh model bitwise."""
-    from utils.checkpoint import load_model_state_dict, load_weights
+    from training.checkpoint_files import load_model_state_dict, load_weights
 
     source, target = make_head(), make_head()
     with torch.no_grad():

@@ -41,25 +41,26 @@ import numpy as np
 import pydantic
 import torch
 import torch.distributed as dist
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from dataset.builder_common import DatasetBuildError
-from training.build import (TrainState, create_dataloader, create_evaluators, create_model, create_optimizers,
-                            create_test_time)
+from training.build import create_dataloader, create_evaluators, create_model, create_optimizers, create_test_time
+from training.checkpoint_files import PUZZLE_EMB_KEY_SUFFIX, atomic_torch_save, load_weights
+from training.config import PretrainConfig, validate_config
 from training.distributed import DistInfo, close_distributed, init_distributed
-from training.errors import USER_ERRORS
 from training.evaluation import evaluate
 from training.loop import progress_postfix, train_batch
-from training.run_config import load_run_config, save_code_and_config
+from training.restore import read_trained
+from training.run_config import save_code_and_config
+from training.state import RNG, Carry, PendingMetrics, Schedule, TrainState
 from utils import hub
-from utils.checkpoint import PUZZLE_EMB_KEY_SUFFIX, atomic_torch_save, load_model_state_dict, load_weights
-from utils.config import ConfigError, PretrainConfig, format_validation_error, validate_config
+from utils.cli import parse_overrides, run_command
+from utils.errors import UserError
 
 ARC_EVALUATOR = {"name": "arc@ARC", "pass_ks": [1, 2], "submission_k": 2}
 
 
-class AdaptError(ValueError):
+class AdaptError(UserError, ValueError):
     """A checkpoint or request adaptation cannot work with; the message says what to change."""
 
 
@@ -89,13 +90,6 @@ class AdaptConfig(pydantic.BaseModel):
     @property
     def output_dir(self) -> str:
         return self.output or hub.output_prefix(self.checkpoint) + "_adapted"
-
-
-def parse_args(argv: List[str]) -> AdaptConfig:
-    try:
-        return AdaptConfig(**OmegaConf.to_container(OmegaConf.from_cli(argv), resolve=True))
-    except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
 
 
 def trained_table(state: Dict[str, torch.Tensor], checkpoint: str) -> torch.Tensor:
@@ -181,29 +175,28 @@ def train_rows(adapt: PretrainConfig, state: TrainState, loader, steps: int, inf
                                  f"({adapt.global_batch_size}); lower global_batch_size=")
 
 
-def main(argv: List[str]) -> None:
-    config = parse_args(argv)
+def adapt(argv: List[str]) -> None:
+    config = parse_overrides(AdaptConfig, argv, __doc__)
     info = init_distributed(config.device)
     try:
         output = config.output_dir
         if info.rank == 0 and os.path.exists(os.path.join(output, f"step_{config.steps}")):
             raise AdaptError(f"{output} already holds an adapted model; choose another output= or remove it")
-        run = load_run_config(config.checkpoint, info.world_size, device=config.device, compile=False)
-        weights = load_model_state_dict(config.checkpoint)
+        run, weights = read_trained(config.checkpoint, info.world_size, device=config.device, compile=False)
         table = trained_table(weights, config.checkpoint)
         data_dir, offset, is_arc = prepare_data(config, table.shape[0], info)
 
         adapt = adaptation_config(run, config, data_dir, is_arc, info.world_size)
         train_loader = create_dataloader(adapt, "train", info, identifier_offset=offset)
         metadata = train_loader.metadata
-        model, forward = create_model(adapt, metadata, info)
+        model = create_model(adapt, metadata, info)
         key = next(k for k in weights if k.endswith(PUZZLE_EMB_KEY_SUFFIX))
         weights[key] = extended_table(table, metadata.num_puzzle_identifiers, config.init,
                                       metadata.blank_identifier_id, config.seed)
         load_weights(model, weights, config.checkpoint)
-        optimizers, lrs = create_optimizers(adapt, model, info)
-        state = TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None,
-                           step=0, total_steps=config.steps)
+        state = TrainState(model=model, optimizers=create_optimizers(adapt, model, info),
+                           schedule=Schedule(config.steps, adapt.lr_warmup_steps, adapt.lr_min_ratio), carry=Carry(),
+                           metrics=PendingMetrics(), rng=RNG(model, info.device))
         if info.rank == 0:
             print(f"{metadata.num_puzzle_identifiers - table.shape[0]} new puzzle rows after the {table.shape[0]} "
                   f"trained ones; {config.steps} steps of the sparse SignSGD (lr {adapt.puzzle_emb_lr}), dense "
@@ -212,7 +205,7 @@ def main(argv: List[str]) -> None:
 
         eval_loader = create_dataloader(adapt, "test", info, identifier_offset=offset)
         prefix = os.path.join(output, f"step_{config.steps}")
-        results = evaluate(model, forward, eval_loader, info, (), prefix, create_evaluators(adapt, eval_loader),
+        results = evaluate(model, eval_loader, info, (), prefix, create_evaluators(adapt, eval_loader),
                            test_time=create_test_time(adapt, eval_loader))
         if info.rank == 0:
             save_code_and_config(adapt)
@@ -228,9 +221,9 @@ def main(argv: List[str]) -> None:
         close_distributed()
 
 
+def main(argv: List[str]) -> int:
+    return run_command(adapt, argv)
+
+
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (AdaptError, *USER_ERRORS) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(sys.argv[1:]))

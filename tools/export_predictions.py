@@ -1,23 +1,24 @@
 """Turn the trainer's saved outputs (`step_<N>_all_preds.<rank>`, torch.save'd dicts of tensors) into one .npz
 (or a .npy of the predictions) that the visualizer page (tools/visualizer.html) can read.
 
-    python -m tools.export_predictions runs/a/step_5000_all_preds.0 --output preds.npz
-    python -m tools.export_predictions runs/a/step_5000_all_preds.{0,1,2,3} --output preds.npz   # torchrun ranks
-    python -m tools.export_predictions runs/a/step_5000_all_preds.0 --output preds.npy            # preds only
+    python -m tools.export_predictions runs/a/step_5000_all_preds.0 output=preds.npz
+    python -m tools.export_predictions runs/a/step_5000_all_preds.{0,1,2,3} output=preds.npz   # torchrun ranks
+    python -m tools.export_predictions runs/a/step_5000_all_preds.0 output=preds.npy            # preds only
+
+(The flags of earlier versions, `--output preds.npz`, `--data-path`, `--global-batch-size`, `--keys`, still work.)
 
 Rows come out in the order of the dataset's test split (its sets in dataset.json order, examples in file order),
 so row k is the k-th test example. With several ranks each file holds that rank's slice of every global
 evaluation batch; putting them back in order needs the global batch size and the test split's set sizes, read
-from the run's all_config.yaml beside the files and its dataset (override with --global-batch-size and
---data-path). Given only `..._all_preds.0`, the other ranks' files beside it are picked up too.
+from the run's all_config.yaml beside the files and its dataset (override with global_batch_size= and
+data_path=). Given only `..._all_preds.0`, the other ranks' files beside it are picked up too.
 
 Integer arrays are stored in the smallest of uint8/int32 that holds them, floats as float32; `logits` are left
-out unless listed in --keys (they are large). When the outputs include `inputs` and the dataset is at hand, the
+out unless listed in keys= (they are large). When the outputs include `inputs` and the dataset is at hand, the
 reassembled inputs are checked against the dataset's.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import re
@@ -25,16 +26,19 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pydantic
 import torch
 import yaml
 
-from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError, load_metadata
-from utils.checkpoint import CheckpointError, load_torch_file
+from dataset.puzzle_dataset import load_metadata
+from training.checkpoint_files import CheckpointError, load_torch_file
+from utils.cli import parse_overrides, run_command
+from utils.errors import UserError
 
 _RANK_SUFFIX = re.compile(r"^(.*_all_preds)\.(\d+)$")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """Bad input files or settings; reported as one line."""
 
 
@@ -149,7 +153,7 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
                               f"(it holds {available})")
         keys = ["preds"]
     elif not output.endswith(".npz"):
-        raise ExportError(f"--output must end with .npz (all outputs) or .npy (predictions only): {output}")
+        raise ExportError(f"output= must end with .npz (all outputs) or .npy (predictions only): {output}")
     if not keys:
         raise ExportError(f"nothing to export from {files[0]} (it holds {available})")
 
@@ -166,12 +170,12 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
         global_batch_size = global_batch_size or config.get("global_batch_size")
         if global_batch_size is None or sizes is None:
             raise ExportError("putting several ranks' outputs in order needs the global batch size and the test "
-                              "split's sizes: pass --global-batch-size and --data-path (or keep the run's "
+                              "split's sizes: pass global_batch_size= and data_path= (or keep the run's "
                               "all_config.yaml beside the files)")
         order = rank_row_order(list(sizes.values()), global_batch_size, len(parts))
         if [len(o) for o in order] != rows:
             raise ExportError(f"the ranks hold {rows} rows, but a global batch of {global_batch_size} over "
-                              f"{len(parts)} ranks gives {[len(o) for o in order]}: pass the --global-batch-size "
+                              f"{len(parts)} ranks gives {[len(o) for o in order]}: pass the global_batch_size= "
                               f"the outputs were saved with")
         arrays = {}
         for k in keys:
@@ -192,7 +196,7 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
                                        for s in sizes])
             if not np.array_equal(arrays["inputs"].astype(np.int64), expected.astype(np.int64)):
                 raise ExportError(f"the reassembled inputs differ from the test split of {data_path}: wrong "
-                                  f"dataset or --global-batch-size")
+                                  f"dataset or global_batch_size=")
             print(f"checked: inputs match the test split of {data_path}")
 
     arrays = {k: _compact(v) for k, v in arrays.items()}
@@ -206,23 +210,25 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
     return arrays
 
 
+class ExportConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    files: List[str] = pydantic.Field(description="step_<N>_all_preds.<rank> files, one per rank (the first "
+                                                  "argument(s); .0 alone brings its sibling ranks)")
+    output: str = pydantic.Field(description="preds.npz (all outputs) or preds.npy (the predictions only)")
+    data_path: Optional[str] = pydantic.Field(None, description="dataset folder; default: the run's, from "
+                                                                "all_config.yaml")
+    global_batch_size: Optional[int] = pydantic.Field(None, gt=0, description="evaluation global batch; default: "
+                                                                              "the run's (needed for several ranks)")
+    keys: Optional[str] = pydantic.Field(None, description="comma-separated outputs to keep; default: all but logits")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.export_predictions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", help="step_<N>_all_preds.<rank> files (one per rank)")
-    parser.add_argument("--output", "-o", required=True, help="preds.npz (all outputs) or preds.npy (preds only)")
-    parser.add_argument("--data-path", default=None, help="dataset folder (default: the run's, from all_config.yaml)")
-    parser.add_argument("--global-batch-size", type=int, default=None,
-                        help="evaluation global batch size (default: the run's); needed for several ranks")
-    parser.add_argument("--keys", default=None, help="comma-separated outputs to keep (default: all but logits)")
-    args = parser.parse_args(argv)
-    keys = [k for k in args.keys.split(",") if k] if args.keys else None
-    try:
-        export(args.files, args.output, args.data_path, args.global_batch_size, keys)
-    except (ExportError, DatasetFormatError, DatasetNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    def run(args: List[str]) -> None:
+        config = parse_overrides(ExportConfig, args, __doc__, positional="files", aliases={"o": "output"})
+        keys = [k for k in config.keys.split(",") if k] if config.keys else None
+        export(config.files, config.output, config.data_path, config.global_batch_size, keys)
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Serve the puzzle visualizer, a dataset folder and (optionally) a predictions file over local HTTP.
 
     python -m tools.serve_visualizer data/sudoku-extreme-1k-aug-1000
-    python -m tools.serve_visualizer data/arc-aug-1000 --preds preds.npz --port 8000
+    python -m tools.serve_visualizer data/arc-aug-1000 preds=preds.npz port=8000   # (or --preds ... --port ...)
 
 then open the printed address (http://127.0.0.1:8000/). The page is tools/visualizer.html; it also works
 without this server (open the file and pick the dataset folder). The server answers byte-range requests, so
@@ -9,7 +9,6 @@ the page reads only the rows it shows, even from multi-gigabyte arrays. It liste
 """
 from __future__ import annotations
 
-import argparse
 import mimetypes
 import os
 import posixpath
@@ -19,7 +18,12 @@ import threading
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pydantic
+
+from utils.cli import parse_overrides, run_command
+from utils.errors import ConfigError
 
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(TOOLS_DIR, "visualizer.html")
@@ -154,26 +158,26 @@ def visualizer_mounts(data_dir: str, preds: Optional[str] = None) -> Tuple[Dict[
     return mounts, "/visualizer.html?" + urllib.parse.urlencode(query, safe="/")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.serve_visualizer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir", help="dataset folder (with train/ and/or test/)")
-    parser.add_argument("--preds", default=None, help="predictions .npz/.npy from tools.export_predictions")
-    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 [%(default)s]; 0 = any free one")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    if not os.path.isdir(args.data_dir):
-        print(f"error: dataset folder {args.data_dir} does not exist", file=sys.stderr)
-        return 2
-    if args.preds is not None and not os.path.isfile(args.preds):
-        print(f"error: predictions file {args.preds} does not exist", file=sys.stderr)
-        return 2
-    mounts, page = visualizer_mounts(args.data_dir, args.preds)
+class ServeConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    data_dir: str = pydantic.Field(description="dataset folder (with train/ and/or test/); the first argument")
+    preds: Optional[str] = pydantic.Field(None, description="predictions .npz/.npy from tools.export_predictions")
+    port: int = pydantic.Field(8000, ge=0, le=65535, description="port on 127.0.0.1; 0 = any free one")
+    verbose: bool = pydantic.Field(False, description="log every request")
+
+
+def serve(argv: List[str]) -> None:
+    config = parse_overrides(ServeConfig, argv, __doc__, positional="data_dir")
+    if not os.path.isdir(config.data_dir):
+        raise ConfigError(f"dataset folder {config.data_dir} does not exist")
+    if config.preds is not None and not os.path.isfile(config.preds):
+        raise ConfigError(f"predictions file {config.preds} does not exist")
+    mounts, page = visualizer_mounts(config.data_dir, config.preds)
     try:
-        server = make_server(mounts, port=args.port, redirect_root=page, quiet=not args.verbose)
+        server = make_server(mounts, port=config.port, redirect_root=page, quiet=not config.verbose)
     except OSError as err:
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {err.strerror} (try --port 0)", file=sys.stderr)
-        return 2
+        raise ConfigError(f"cannot listen on 127.0.0.1:{config.port}: {err.strerror} (try port=0)") from None
     host, port = server.server_address[:2]
     print(f"visualizer: http://{host}:{port}{page}   (Ctrl-C to stop)", flush=True)
     try:
@@ -182,7 +186,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pass
     finally:
         server.server_close()
-    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_command(serve, argv)
 
 
 if __name__ == "__main__":

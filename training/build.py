@@ -1,7 +1,6 @@
 """Building a run from its config: data loaders, the model in its loss head, optimizers, evaluators, train state."""
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 import pydantic
 import torch
@@ -11,37 +10,20 @@ from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
 from models.adam_atan2 import build_adam_atan2
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from training.checkpoint_files import load_model_state_dict, load_weights
+from training.config import PretrainConfig, eval_batch_size
 from training.distributed import DistInfo, broadcast_module
+from training.ema import ModelEMA
 from training.evaluation import BoundEvaluator
+from training.state import RNG, Carry, Optimizers, PendingMetrics, Schedule, TrainState
 from training.test_time import TestTimeCompute, build_test_time, check_savable
-from utils.checkpoint import CheckpointWriter, load_model_state_dict, load_weights
-from utils.config import ConfigError, PretrainConfig, eval_batch_size, format_validation_error
+from utils.cli import format_validation_error
 from utils.device import default_compile, default_forward_dtype, is_cuda
-from utils.ema import ModelEMA
+from utils.errors import ConfigError
 from utils.functions import load_model_class
 
 # Model config keys the trainer derives from the dataset and the run; setting them under arch is an error.
 DERIVED_ARCH_KEYS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
-
-
-@dataclass
-class TrainState:
-    model: nn.Module        # loss head around the model; its state_dict has the published key names
-    forward: Callable       # `model`, or its torch.compile'd version
-    optimizers: List[torch.optim.Optimizer]
-    optimizer_lrs: List[float]
-    carry: Any              # ACT carry, persists across training batches
-    step: int
-    total_steps: int
-    ema: Optional[ModelEMA] = None
-    block: int = 0          # index of the current block of eval_interval epochs
-    # Training metric sums since the last log, kept on the device (reading them is a host sync).
-    pending_metrics: Optional[Dict[str, torch.Tensor]] = None
-    pending_steps: int = 0
-    evaluators: Sequence[BoundEvaluator] = ()
-    test_time: Optional[TestTimeCompute] = None
-    writer: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(background=False))
-    saved_step: Optional[int] = None  # step of the last checkpoint written or resumed from
 
 
 def create_dataloader(config: PretrainConfig, split: str, info: DistInfo, identifier_offset: int = 0
@@ -99,8 +81,9 @@ def model_config_dict(config: PretrainConfig, metadata: PuzzleDatasetMetadata, i
     return model_cfg
 
 
-def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> Tuple[nn.Module, Callable]:
-    """Model wrapped in its loss head, on the device, identical on every rank; plus the (compiled) forward."""
+def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> nn.Module:
+    """The model wrapped in its loss head, on the device, identical on every rank; compiled in place when
+    compile is on (its state dict keeps the published key names, without torch.compile's prefix)."""
     model_cls = load_model_class(config.arch.name)
     loss_head_cls = load_model_class(config.arch.loss.name)
     model_cfg = model_config_dict(config, metadata, info)
@@ -114,7 +97,7 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
         load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint,
                      resize_puzzle_emb=True)
     if config.freeze_weights:
-        if not model.model.sparse_embeddings():
+        if not model.sparse_embeddings():
             raise ConfigError("freeze_weights=true trains only the puzzle embeddings, but this model has none "
                               "(arch.puzzle_emb_ndim is 0)")
         model.requires_grad_(False)  # the puzzle rows are buffers with their own optimizer: they still learn
@@ -122,26 +105,25 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
     if info.world_size > 1:
         broadcast_module(model)
 
-    use_compile = config.compile if config.compile is not None else default_compile(info.device)
-    forward = torch.compile(model, dynamic=False) if use_compile else model
-    return model, forward
+    if config.compile if config.compile is not None else default_compile(info.device):
+        model.compile(dynamic=False)
+    return model
 
 
-def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo
-                      ) -> Tuple[List[torch.optim.Optimizer], List[float]]:
-    """Sparse SignSGD for each puzzle-embedding table, AdamATan2 for the dense parameters that train."""
-    optimizers, lrs = [], []
-    for table in model.model.sparse_embeddings():
-        optimizers.append(CastedSparseEmbeddingSignSGD_Distributed(
-            table.buffers(), world_size=info.world_size, lr=0.0,  # lr set every step
-            weight_decay=config.puzzle_emb_weight_decay))
-        lrs.append(config.puzzle_emb_lr)
+def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo) -> Optimizers:
+    """Sparse SignSGD for each puzzle-embedding table, AdamATan2 for the dense parameters that train; each with
+    its base learning rate (the schedule sets the rate of every step)."""
+    optimizers = []
+    for table in model.sparse_embeddings():
+        optimizers.append((CastedSparseEmbeddingSignSGD_Distributed(
+            table.buffers(), world_size=info.world_size, lr=0.0, weight_decay=config.puzzle_emb_weight_decay),
+            config.puzzle_emb_lr))
     dense = [p for p in model.parameters() if p.requires_grad]
     if dense:  # none with freeze_weights
-        optimizers.append(build_adam_atan2(dense, lr=0.0, betas=(config.beta1, config.beta2),
-                                           weight_decay=config.weight_decay, on_cuda=is_cuda(info.device)))
-        lrs.append(config.lr)
-    return optimizers, lrs
+        optimizers.append((build_adam_atan2(dense, lr=0.0, betas=(config.beta1, config.beta2),
+                                            weight_decay=config.weight_decay, on_cuda=is_cuda(info.device)),
+                           config.lr))
+    return Optimizers(optimizers)
 
 
 def create_evaluators(config: PretrainConfig, eval_loader: PuzzleDataset) -> List[BoundEvaluator]:
@@ -173,9 +155,10 @@ def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> in
 
 def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo,
                      total_steps: int) -> TrainState:
-    """Model, optimizers and EMA of a new run of `total_steps` steps (the LR schedule's length)."""
-    model, forward = create_model(config, metadata, info)
-    optimizers, lrs = create_optimizers(config, model, info)
-    ema = ModelEMA(model, config.ema_rate) if config.ema else None
-    return TrainState(model=model, forward=forward, optimizers=optimizers, optimizer_lrs=lrs, carry=None, step=0,
-                      total_steps=total_steps, ema=ema, writer=CheckpointWriter(config.checkpoint_in_background))
+    """Model, optimizers, schedule, EMA and empty carry of a new run of `total_steps` steps (the schedule's
+    length)."""
+    model = create_model(config, metadata, info)
+    return TrainState(model=model, optimizers=create_optimizers(config, model, info),
+                      schedule=Schedule(total_steps, config.lr_warmup_steps, config.lr_min_ratio), carry=Carry(),
+                      metrics=PendingMetrics(), rng=RNG(model, info.device),
+                      ema=ModelEMA(model, config.ema_rate) if config.ema else None)

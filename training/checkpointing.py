@@ -1,24 +1,33 @@
-"""Full checkpoints of a training run, exact resume, and elastic resume (file layout: utils/checkpoint.py)."""
+"""Full checkpoints of a training run: what they hold of each state component, exact resume, elastic resume.
+
+Files (their layout, atomic writes and discovery: training/checkpoint_files.py):
+  step_<N>          the model state dict (the EMA weights when EMA is on), interchangeable with published ones
+  step_<N>.state    shared by every rank (rank 0 writes it): {"format": 2, "schedule", "optimizers", "loader",
+                    "raw_weights" (EMA runs), "config", "dataset", "world_size", "code_version", "wandb_id"}
+  step_<N>.rank<r>  rank r's own: {"format": 2, "carry", "metrics", "rng"}
+Files without "format" are the first layout (flat keys, the carry stored under its class's import path); they
+are read by upgrading them first, so runs checkpointed by earlier versions resume bit for bit.
+"""
 import functools
 import json
 import os
 import subprocess
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset
-from models.adam_atan2 import AdamATan2
-from training.build import TrainState
+from training.checkpoint_files import (TRAIN_STATE_SUFFIX, CheckpointError, CheckpointWriter, checkpoint_path,
+                                       cpu_copy, find_latest_intact, load_checkpoint, load_weights, prune_checkpoints,
+                                       rank_shard_path)
+from training.config import PretrainConfig
 from training.distributed import DistInfo
 from training.errors import TrainingDivergedError
-from utils.checkpoint import (TRAIN_STATE_SUFFIX, CheckpointError, checkpoint_path, cpu_copy, find_latest_intact,
-                              from_plain, load_checkpoint, load_weights, prune_checkpoints, rank_shard_path,
-                              to_plain)
-from utils.config import PretrainConfig
-from utils.device import is_cuda
-from utils.run_logger import METRICS_FILE, RunLogger
+from training.run_logger import METRICS_FILE, RunLogger
+from training.state import TrainState
+
+FORMAT = 2
 
 
 def code_version() -> str:
@@ -34,60 +43,36 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-# Optimizer group settings that describe the run, not the optimizer's progress: an elastic resume keeps its own.
-RUN_GROUP_SETTINGS = ("world_size",)
+def _plain_carry(saved: Optional[dict]) -> Optional[dict]:
+    """A carry of the first layout ({"__dataclass__": ..., fields}, nested) as the plain dicts of now."""
+    if not isinstance(saved, dict):
+        return saved
+    return {k: _plain_carry(v) for k, v in saved.items() if k != "__dataclass__"}
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """`optimizer.state_dict()` in the one format checkpoints hold, whichever AdamATan2 backend made it: every
-    `step` count a 0-d float32 CPU tensor, as the fused package keeps it (models/adam_atan2.py's keeps an
-    int). So a run checkpointed on one machine resumes on another that has the other backend."""
-    state = optimizer.state_dict()
-    state["state"] = {k: ({**entry, "step": torch.tensor(float(entry["step"]), dtype=torch.float32)}
-                          if "step" in entry else entry)  # copies: the live state is not touched
-                      for k, entry in state["state"].items()}
-    return state
+def upgrade(shared: dict, ranks: List[dict]) -> Tuple[dict, List[dict]]:
+    """The shared and per-rank states of a checkpoint in the current layout (those of the first layout moved
+    into their components' places; nothing is computed, so the resume stays exact)."""
+    if shared.get("format") == FORMAT:
+        return shared, ranks
+    shared = {**{k: v for k, v in shared.items() if k not in ("step", "block")}, "format": FORMAT,
+              "schedule": {"step": shared["step"], "block": shared["block"]}}
+    ranks = [{"format": FORMAT, "carry": _plain_carry(r["carry"]),
+              "metrics": {"sums": r["pending_metrics"], "steps": r["pending_steps"]},
+              "rng": {"model": r["model_rng"], "torch": r["torch_rng"], "cuda": r["cuda_rng"]}} for r in ranks]
+    return shared, ranks
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load a state saved by `optimizer_state` (or by either backend's own `state_dict`), converting the step
-    counts to what this optimizer keeps: an int for the PyTorch AdamATan2, a float32 tensor on the parameter's
-    device for the fused one (torch's loader would leave it on the CPU, where the CUDA kernel cannot use it).
-    Group settings of this run (the sparse optimizer's number of processes) stay this run's."""
-    run_settings = [{k: group[k] for k in RUN_GROUP_SETTINGS if k in group} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, settings in zip(optimizer.param_groups, run_settings):
-        group.update(settings)
-    keeps_int = isinstance(optimizer, AdamATan2)
-    for param, entry in optimizer.state.items():
-        if "step" in entry:
-            step = float(entry["step"])
-            entry["step"] = int(step) if keeps_int else torch.tensor(step, dtype=torch.float32, device=param.device)
-
-
-def _rank_state(state: TrainState, info: DistInfo) -> dict:
-    """What differs between ranks: the ACT carry, metric sums not yet logged, the model's own generators
-    (ACT exploration), torch's global RNGs (Python's and numpy's global generators are not used by training:
-    only the run's name draws from Python's). The carry and the sums are new tensors every step, never changed
-    in place, so moving them to the CPU is a snapshot."""
-    return {
-        "carry": to_plain(state.carry),
-        "pending_metrics": to_plain(state.pending_metrics),
-        "pending_steps": state.pending_steps,
-        "model_rng": state.model.model.rng_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if is_cuda(info.device) else [],
-    }
-
-
-def save_train_state(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+def save_train_state(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset, writer: CheckpointWriter,
                      logger: Optional[RunLogger], info: DistInfo) -> None:
     """Checkpoint step_<N>: each rank writes its own .rank<r> part, rank 0 the shared .state and the model
     file, then prunes older training states. Only the snapshot (CPU copies) is taken here; the files are written
-    in the background when checkpoint_in_background is on (state.writer.wait() blocks until they are). Never
-    with non-finite weights."""
+    in the background when checkpoint_in_background is on (writer.wait() blocks until they are). Never with
+    non-finite weights."""
     path = checkpoint_path(config.checkpoint_path, state.step)
-    files = [(_rank_state(state, info), rank_shard_path(path, info.rank))]
+    own = {"format": FORMAT, "carry": state.carry.state_dict(), "metrics": state.metrics.state_dict(),
+           "rng": state.rng.state_dict()}
+    files = [(cpu_copy(own), rank_shard_path(path, info.rank))]
     prune = None
     if info.rank == 0:
         raw_weights = state.model.state_dict()
@@ -96,9 +81,9 @@ def save_train_state(config: PretrainConfig, state: TrainState, train_loader: Pu
             raise TrainingDivergedError(f"weights {bad[:3]} are not finite at step {state.step}; checkpoint not "
                                         f"saved")
         shared = {
-            "step": state.step,
-            "block": state.block,
-            "optimizers": [optimizer_state(optimizer) for optimizer in state.optimizers],
+            "format": FORMAT,
+            "schedule": state.schedule.state_dict(),
+            "optimizers": state.optimizers.state_dict(),
             "loader": train_loader.state_dict(),
             # The model file holds the EMA weights when EMA is on (they also restore the average); training
             # resumes from the raw ones.
@@ -115,7 +100,7 @@ def save_train_state(config: PretrainConfig, state: TrainState, train_loader: Pu
         files += [(cpu_copy(shared), path + TRAIN_STATE_SUFFIX), (cpu_copy(model_state), path)]
         prune = functools.partial(prune_checkpoints, config.checkpoint_path, config.checkpoint_keep_last,
                                   config.checkpoint_keep_states)
-    state.writer.submit(files, then=prune)
+    writer.submit(files, then=prune)
     state.saved_step = state.step
 
 
@@ -155,32 +140,28 @@ def restore_train_state(config: PretrainConfig, state: TrainState, train_loader:
         path = config.resume
         model_state, saved, ranks = load_checkpoint(path)
     _check_resumable(config, train_loader.metadata, saved, path)
+    saved, ranks = upgrade(saved, ranks)
 
     load_weights(state.model, saved["raw_weights"] or model_state, path)
-    for optimizer, saved_state in zip(state.optimizers, saved["optimizers"]):
-        load_optimizer_state(optimizer, saved_state)
+    state.optimizers.load_state_dict(saved["optimizers"])
     if state.ema is not None:
         state.ema.load_state_dict(model_state)
-    state.step, state.block = saved["step"], saved["block"]
+    state.schedule.load_state_dict(saved["schedule"])
     state.saved_step = state.step
     train_loader.load_state_dict(saved["loader"])
 
-    state.pending_steps = ranks[0]["pending_steps"]
     if len(ranks) == info.world_size:
         mine = ranks[info.rank]
-        state.carry = from_plain(mine["carry"], info.device)
-        state.pending_metrics = from_plain(mine["pending_metrics"], info.device)
-        state.model.model.load_rng_state(mine["model_rng"])
-        torch.set_rng_state(mine["torch_rng"])
-        if mine["cuda_rng"]:
-            torch.cuda.set_rng_state_all(mine["cuda_rng"])
+        state.carry.load_state_dict(mine["carry"], info.device)
+        state.metrics.load_state_dict(mine["metrics"], info.device)
+        state.rng.load_state_dict(mine["rng"])
     else:
-        state.carry = None  # a fresh carry: every row halted, taking a new puzzle from the next batch
+        state.carry.load_state_dict(None)  # a fresh carry: every row halted, taking a new puzzle from the next batch
         # Every rank's sums add up at the next log; rank 0 carries them all.
-        state.pending_metrics = _sum_metrics([from_plain(r["pending_metrics"], info.device) for r in ranks]) \
-            if info.rank == 0 else None
+        sums = _sum_metrics([r["metrics"]["sums"] for r in ranks]) if info.rank == 0 else None
+        state.metrics.load_state_dict({"sums": sums, "steps": ranks[0]["metrics"]["steps"]}, info.device)
         if info.rank < len(ranks):
-            state.model.model.load_rng_state(ranks[info.rank]["model_rng"])
+            state.rng.load_model_generators(ranks[info.rank]["rng"])
         if info.rank == 0:
             print(f"note: {path} was written by {len(ranks)} processes, this run has {info.world_size}: "
                   f"optimizers, EMA, data position and step continue exactly; the ACT carries restart")

@@ -1,7 +1,7 @@
 """Ranks, devices and the few collectives training needs (torchrun; NCCL on CUDA, gloo elsewhere)."""
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.distributed as dist
@@ -72,12 +72,3 @@ def reduce_metric_sums(metrics: Dict[str, torch.Tensor], info: DistInfo) -> Dict
     if info.world_size > 1:
         dist.reduce(values, dst=0)
     return dict(zip(keys, values.tolist())) if info.rank == 0 else {}
-
-
-def gather_to_rank0(obj, info: DistInfo) -> Optional[list]:
-    """Every rank's `obj` as a list on rank 0 (None elsewhere)."""
-    if info.world_size == 1:
-        return [obj]
-    gathered = [None] * info.world_size if info.rank == 0 else None
-    dist.gather_object(obj, gathered, dst=0)
-    return gathered

@@ -1,15 +1,7 @@
-"""Errors caused by the user's input or data: the entry scripts print them as one line and exit with code 2."""
-from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError
-from utils.checkpoint import CheckpointError
-from utils.config import ConfigError
-from utils.device import DeviceError
-from utils.functions import ClassNotFoundError
-from utils.hub import HubError
+"""Errors of a training run that are not bad input but still end it with one line (utils/cli.py)."""
+from utils.errors import UserError
 
 
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; training stops before the bad update touches the weights."""
-
-
-USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, ClassNotFoundError, DeviceError, CheckpointError,
-               HubError, TrainingDivergedError)
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite; training stops before the bad update touches the weights. The user's
+    move: a lower lr, a longer warm-up, or float32."""

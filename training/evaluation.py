@@ -1,21 +1,19 @@
 """Evaluation: every test batch run to its end from a fresh carry; metric sums per set, evaluators, saved outputs."""
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from dataset.common import IGNORE_LABEL_ID
 from dataset.puzzle_dataset import PuzzleDataset
 from evaluators import Evaluator
+from training.checkpoint_files import atomic_torch_save
 from training.distributed import DistInfo
-from utils.checkpoint import atomic_torch_save
-
-if TYPE_CHECKING:  # test_time.py builds on run_to_halt below
-    from training.test_time import TestTimeCompute
+from training.inference import run_to_halt, to_device
+from training.test_time import TestTimeCompute
 
 
 @dataclass
@@ -32,57 +30,10 @@ class BoundEvaluator:
         return f"{type(self.evaluator).__name__}{self.dataset_index or ''}"
 
 
-def to_device(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def run_to_halt(model: nn.Module, forward: Callable, batch: Dict[str, torch.Tensor], return_keys: Sequence[str],
-                halt_on_q: bool = False, max_steps: Optional[int] = None,
-                latent_noise: Optional[Callable[[int], Optional[torch.Tensor]]] = None):
-    """Run one evaluation batch from a fresh carry until every row has halted; (metric sums, outputs).
-
-    Default: halt_max_steps segments (`max_steps` to run another number) for all rows; metrics and outputs of the
-    last one. With `halt_on_q` each row stops when its Q head says halt; the batch keeps running (static shapes)
-    until the last row stops, and each row's outputs and accuracy metrics are taken at its own halting segment.
-    Finished rows restart on blanked labels so they are never counted twice. Loss sums are not reported then
-    (they would mix segments). `latent_noise(segment)` gives the noise added to the latent before each segment.
-    """
-    carry = model.initial_carry(batch)
-    segment = 0
-
-    def step(data, **kwargs):
-        nonlocal segment
-        noise = latent_noise(segment) if latent_noise is not None else None
-        segment += 1
-        return forward(carry=carry, batch=data, return_keys=return_keys, max_steps=max_steps, latent_noise=noise,
-                       **kwargs)
-
-    if not halt_on_q:
-        while True:
-            carry, _, metrics, outputs, all_halted = step(batch)
-            if all_halted:
-                return metrics, outputs
-
-    done = torch.zeros_like(carry.halted)
-    data, sums, final = batch, {}, {}
-    while True:
-        carry, _, metrics, outputs, _ = step(data, halt_on_q=True)
-        newly_halted = carry.halted & ~done
-        for k, v in metrics.items():
-            if not k.endswith("loss"):
-                sums[k] = sums.get(k, 0) + v
-        for k, v in outputs.items():
-            final[k] = torch.where(newly_halted.view((-1,) + (1,) * (v.ndim - 1)), v, final.get(k, v))
-        done = done | carry.halted
-        if bool(done.all()):
-            return sums, final
-        data = {**batch, "labels": torch.where(done.unsqueeze(-1), IGNORE_LABEL_ID, batch["labels"])}
-
-
-def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, info: DistInfo,
+def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
              save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None,
              evaluators: Sequence[BoundEvaluator] = (), halt_on_q: bool = False,
-             test_time: Optional["TestTimeCompute"] = None) -> Dict[str, float]:
+             test_time: Optional[TestTimeCompute] = None) -> Dict[str, float]:
     """Run every test example to the end (fresh carry per batch); metric means per set on rank 0, and
     `eval/wall_time_s`. Rank 0 shows a progress bar. With `test_time` each example runs as its variants and the
     selected answer is scored and saved (training/test_time.py).
@@ -105,9 +56,9 @@ def evaluate(model: nn.Module, forward: Callable, eval_loader: PuzzleDataset, in
         for set_name, batch, effective_size in progress:
             batch = to_device(batch, info.device)
             if test_time is None:
-                metrics, outputs = run_to_halt(model, forward, batch, return_keys, halt_on_q)
+                metrics, outputs = run_to_halt(model, batch, return_keys, halt_on_q)
             else:
-                metrics, outputs = test_time.run_batch(model, forward, batch, return_keys, halt_on_q)
+                metrics, outputs = test_time.run_batch(model, batch, return_keys, halt_on_q)
             set_sums = sums.setdefault(set_name, {})
             for k, v in metrics.items():
                 set_sums[k] = set_sums.get(k, 0) + v.to(torch.float64)

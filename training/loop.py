@@ -1,59 +1,62 @@
-"""The training loop: optimizer steps on global batches, periodic evaluation and checkpoints (DESIGN §7)."""
+"""The training loop: optimizer steps on global batches, periodic evaluation and checkpoints."""
 from contextlib import nullcontext
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from dataset.puzzle_dataset import PuzzleDataset
-from training.build import TrainState
+from training.checkpoint_files import CheckpointWriter, checkpoint_path
 from training.checkpointing import save_train_state
+from training.config import PretrainConfig
 from training.distributed import DistInfo, all_reduce_gradients, reduce_metric_sums
 from training.errors import TrainingDivergedError
-from training.evaluation import evaluate, to_device
+from training.evaluation import BoundEvaluator, evaluate
+from training.inference import to_device
 from training.preemption import Preempted, preemption_handlers, stop_requested
-from utils.checkpoint import checkpoint_path
-from utils.config import PretrainConfig
-from utils.run_logger import RunLogger
-from utils.schedule import cosine_schedule_with_warmup_lr
+from training.run_logger import RunLogger
+from training.state import TrainState
+from training.test_time import TestTimeCompute
+
+
+@dataclass
+class Services:
+    """What a run uses besides its state: the checkpoint writer, the evaluators and test-time compute of its
+    evaluations, and rank 0's logger."""
+
+    writer: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(background=False))
+    evaluators: Sequence[BoundEvaluator] = ()
+    test_time: Optional[TestTimeCompute] = None
+    logger: Optional[RunLogger] = None
 
 
 def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
                 ) -> Optional[Dict[str, float]]:
     """One optimizer step on one global batch. Every log_interval steps (and at the last) returns the metrics
     of those steps reduced over ranks, on rank 0; otherwise None, without waiting for the device."""
-    state.step += 1
+    state.schedule.step += 1
 
     batch = to_device(batch, info.device)
-    if state.carry is None:
-        state.carry = state.model.initial_carry(batch)
-    state.carry, loss, metrics, _, _ = state.forward(carry=state.carry, batch=batch, return_keys=())
-    state.pending_metrics = {k: v.detach().to(torch.float64) + (state.pending_metrics or {}).get(k, 0)
-                             for k, v in metrics.items()}
-    state.pending_steps += 1
-    log_now = state.step % config.log_interval == 0 or state.step == state.total_steps
+    if state.carry.value is None:
+        state.carry.value = state.model.initial_carry(batch)
+    state.carry.value, loss, metrics, _, _ = state.model(carry=state.carry.value, batch=batch, return_keys=())
+    state.metrics.add(metrics)
+    log_now = state.step % config.log_interval == 0 or state.step == state.schedule.total_steps
     if log_now:  # the step's host syncs, once per interval: this check and the metric reduction below
-        check_finite(state.pending_metrics, state.step, config.log_interval, info)
+        check_finite(state.metrics.sums, state.step, config.log_interval, info)
 
     ((1.0 / config.global_batch_size) * loss).backward()
     all_reduce_gradients(state.model, info.world_size)
-
-    lr = 0.0
-    for optimizer, base_lr in zip(state.optimizers, state.optimizer_lrs):
-        lr = cosine_schedule_with_warmup_lr(state.step, base_lr, config.lr_warmup_steps, state.total_steps,
-                                            config.lr_min_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    lr = state.optimizers.step(state.schedule)
     if state.ema is not None:
         state.ema.update(state.model)
 
     if not log_now:
         return None
-    sums = reduce_metric_sums(state.pending_metrics, info)
-    steps, state.pending_metrics, state.pending_steps = state.pending_steps, None, 0
+    pending, steps = state.metrics.take()
+    sums = reduce_metric_sums(pending, info)
     if info.rank != 0:
         return None
     count = sums.pop("count")
@@ -78,13 +81,13 @@ def check_finite(metric_sums: Dict[str, torch.Tensor], step: int, log_interval: 
             f"saving (the last checkpoint is intact). Lower lr, raise lr_warmup_steps, or use forward_dtype=float32")
 
 
-def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, info: DistInfo
-                         ) -> Dict[str, float]:
+def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset,
+                         services: Services, info: DistInfo) -> Dict[str, float]:
     """Evaluate the run's current weights (the EMA ones when enabled), saving requested outputs."""
     with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
-        return evaluate(state.model, state.forward, eval_loader, info, config.eval_save_outputs,
-                        checkpoint_path(config.checkpoint_path, state.step), state.evaluators,
-                        test_time=state.test_time)
+        return evaluate(state.model, eval_loader, info, config.eval_save_outputs,
+                        checkpoint_path(config.checkpoint_path, state.step), services.evaluators,
+                        test_time=services.test_time)
 
 
 def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:
@@ -96,30 +99,31 @@ def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:
             "exact": f"{metrics['train/exact_accuracy']:.3f}"}
 
 
-def _stop_if_preempted(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
-                       logger: Optional[RunLogger], info: DistInfo) -> None:
+def _stop_if_preempted(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset, services: Services,
+                       info: DistInfo) -> None:
     """After a SIGTERM / SIGUSR1 on any rank: a full checkpoint of this step (unless one was just written), and
     Preempted, once the files are on disk."""
     received = stop_requested(info)
     if received is None:
         return
     if state.saved_step != state.step:
-        save_train_state(config, state, train_loader, logger, info)
-    state.writer.wait()
+        save_train_state(config, state, train_loader, services.writer, services.logger, info)
+    services.writer.wait()
     raise Preempted(f"preempted by {received} at step {state.step}: checkpoint "
                     f"{checkpoint_path(config.checkpoint_path, state.step)} written; continue with resume=latest "
                     f"checkpoint_path={config.checkpoint_path}")
 
 
 def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
-                       eval_loader: PuzzleDataset, logger: Optional[RunLogger], info: DistInfo) -> None:
+                       eval_loader: PuzzleDataset, services: Services, info: DistInfo) -> None:
     """The loop: eval_interval epochs of training, an evaluation (from block min_eval_interval on), a checkpoint;
     until `epochs`. A SIGTERM or SIGUSR1 stops it after the current step (or evaluation) with a checkpoint
     (training/preemption.py)."""
     num_blocks = config.epochs // config.epochs_per_eval
-    with preemption_handlers(), tqdm(total=state.total_steps, initial=state.step, disable=info.rank != 0,
+    logger = services.logger
+    with preemption_handlers(), tqdm(total=state.schedule.total_steps, initial=state.step, disable=info.rank != 0,
                                      dynamic_ncols=True) as progress:
-        while state.block < num_blocks:
+        while state.schedule.block < num_blocks:
             state.model.train()
             for _set_name, batch, _global_size in train_loader:
                 metrics = train_batch(config, state, batch, info)
@@ -130,18 +134,18 @@ def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: 
                     if postfix is not None:
                         progress.set_postfix(postfix)
                 if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
-                    save_train_state(config, state, train_loader, logger, info)
-                _stop_if_preempted(config, state, train_loader, logger, info)
+                    save_train_state(config, state, train_loader, services.writer, logger, info)
+                _stop_if_preempted(config, state, train_loader, services, info)
 
-            if state.block >= config.min_eval_interval:
-                eval_metrics = evaluate_train_state(config, state, eval_loader, info)
+            if state.schedule.block >= config.min_eval_interval:
+                eval_metrics = evaluate_train_state(config, state, eval_loader, services, info)
                 if logger is not None:
                     logger.log(eval_metrics, step=state.step)
                     progress.write(f"eval at step {state.step} ({eval_metrics['eval/wall_time_s']:.1f} s): " +
                                    ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items()
                                              if "accuracy" in k))
-            state.block += 1
-            if config.checkpoint_every_eval or state.block == num_blocks:
-                save_train_state(config, state, train_loader, logger, info)
-            _stop_if_preempted(config, state, train_loader, logger, info)
-    state.writer.wait()
+            state.schedule.block += 1
+            if config.checkpoint_every_eval or state.schedule.block == num_blocks:
+                save_train_state(config, state, train_loader, services.writer, logger, info)
+            _stop_if_preempted(config, state, train_loader, services, info)
+    services.writer.wait()

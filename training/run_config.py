@@ -10,9 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.distributed import DistInfo
 from utils import hub
-from utils.config import ConfigError, PretrainConfig, validate_config
+from training.config import PretrainConfig, validate_config
+from utils.errors import ConfigError
 from utils.functions import get_model_source_paths
-from utils.run_logger import RunLogger
+from training.run_logger import RunLogger
 
 RUN_CONFIG_FILE = "all_config.yaml"
 

@@ -1,4 +1,4 @@
-"""Test-time compute at evaluation (DESIGN §9): augmentation voting, latent-noise trajectories, more segments.
+"""Test-time compute at evaluation (docs/DESIGN.md §9): augmentation voting, latent-noise trajectories, more segments.
 
 Every test puzzle of a batch becomes A x K variants: A members of its task's symmetry group (dataset/codecs.py;
 the first is the identity, the others drawn once per evaluation from the run's seed), each run as K trajectories
@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from dataset.codecs import TaskCodec, TokenPermutation, codec_for
-from dataset.common import PuzzleDatasetMetadata
+from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
+from evaluators.voting import confidence_units, rank_candidates
 from models.losses import answer_metrics
-from training.evaluation import run_to_halt
-from utils.config import ConfigError, TestTimeConfig
+from training.config import TestTimeConfig
+from training.inference import run_to_halt
+from utils.errors import ConfigError
 
 # What an evaluation with test-time compute can save per puzzle: the batch, and the selected answer.
 SAVABLE = ("inputs", "labels", "puzzle_identifiers", "preds", "q_halt_logits")
@@ -38,24 +40,29 @@ def select_candidates(candidates: np.ndarray, confidence: np.ndarray, valid: Opt
     """(chosen variant per puzzle, distinct candidates per puzzle) from candidates (puzzles, variants, seq_len),
     confidence (puzzles, variants) = sigmoid(q_halt) and valid (puzzles, variants) or None.
 
-    Invalid candidates are dropped unless none is valid. "vote": the candidate most variants gave, then the highest
-    mean confidence, then the first in the tokens' lexicographic order; "q_halt": the variant of highest
-    confidence (the first of equals). Ties are therefore broken the same way whatever the variants' order.
+    Invalid candidates are dropped unless none is valid. "vote": the best of evaluators/voting.py's ranking (most
+    variants, then the highest mean confidence, then the first in the tokens' order), its first variant;
+    "q_halt": the variant of highest confidence (the first of equals). Ties are therefore broken the same way
+    whatever the variants' order.
     """
     chosen = np.empty(len(candidates), dtype=np.int64)
     distinct = np.empty(len(candidates), dtype=np.int64)
     for p, (rows, conf) in enumerate(zip(candidates, confidence)):
         keep = valid[p] if valid is not None and valid[p].any() else np.ones(len(rows), dtype=bool)
         index = np.flatnonzero(keep)
-        unique, inverse, votes = np.unique(rows[keep], axis=0, return_inverse=True, return_counts=True)
-        inverse = inverse.reshape(-1)
+        tallies: Dict[tuple, List[int]] = {}
+        first: Dict[tuple, int] = {}
+        for v in index:
+            key = tuple(rows[v].tolist())
+            tally = tallies.setdefault(key, [0, 0])
+            tally[0] += 1
+            tally[1] += confidence_units(conf[v])
+            first.setdefault(key, v)
         if rule == "vote":
-            mean_conf = np.bincount(inverse, weights=conf[keep], minlength=len(unique)) / votes
-            best = np.lexsort((np.arange(len(unique)), -mean_conf, -votes))[0]
-            chosen[p] = index[np.flatnonzero(inverse == best)[0]]
+            chosen[p] = first[rank_candidates(tallies)[0][0]]
         else:
             chosen[p] = index[int(np.argmax(conf[keep]))]
-        distinct[p] = len(unique)
+        distinct[p] = len(tallies)
     return chosen, distinct
 
 
@@ -88,7 +95,7 @@ class TestTimeCompute:
     def _noise(self, model: nn.Module, rows: int, device: torch.device) -> Optional[Callable[[int], torch.Tensor]]:
         if self.config.noise_std == 0:
             return None
-        model_config = model.model.config
+        model_config = model.model_config
         K, std = self.config.trajectories, self.config.noise_std
         shape = (K, model_config.total_len, model_config.hidden_size)
 
@@ -103,14 +110,14 @@ class TestTimeCompute:
             return self._noise_cache[key]
         return at
 
-    def run_batch(self, model: nn.Module, forward: Callable, batch: Dict[str, torch.Tensor],
+    def run_batch(self, model: nn.Module, batch: Dict[str, torch.Tensor],
                   return_keys: Sequence[str], halt_on_q: bool = False
                   ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """One evaluation batch with test-time compute: (metric sums over its puzzles, the selected outputs: preds,
         q_halt_logits, and candidates, the number of distinct answers per puzzle)."""
         puzzles, V = batch["inputs"].shape[0], self.variants
         expanded = self._expand(batch)
-        sums, outputs = run_to_halt(model, forward, expanded, sorted(set(return_keys) | {"preds", "q_halt_logits"}),
+        sums, outputs = run_to_halt(model, expanded, sorted(set(return_keys) | {"preds", "q_halt_logits"}),
                                     halt_on_q, max_steps=self.config.segments,
                                     latent_noise=self._noise(model, puzzles * V, batch["inputs"].device))
 
@@ -141,7 +148,7 @@ class TestTimeCompute:
         _, variant_correct = answer_metrics(every, labels.repeat_interleave(V, 0), q_halt.reshape(-1),
                                             torch.zeros(puzzles * V, dtype=torch.int32, device=device),
                                             has_labels.repeat_interleave(V, 0))
-        counted = labels.ne(-100).any(-1)
+        counted = labels.ne(IGNORE_LABEL_ID).any(-1)
         metrics[f"oracle@{V}"] = (variant_correct.reshape(puzzles, V).any(-1) & counted).sum()
         metrics["candidates"] = selected["candidates"][counted].sum()
         if valid is not None:

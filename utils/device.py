@@ -1,10 +1,12 @@
 """The one place where the compute device and its defaults (dtype, compile) are chosen."""
 import torch
 
+from utils.errors import UserError
+
 CUDA = "cuda"
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError, RuntimeError):
     """The requested device is not available on this machine."""
 
 

@@ -3,8 +3,10 @@ import importlib
 import inspect
 from typing import List
 
+from utils.errors import UserError
 
-class ClassNotFoundError(ImportError):
+
+class ClassNotFoundError(UserError, ImportError):
     """A "module@Class" name from a config does not resolve; the message lists what is available."""
 
 

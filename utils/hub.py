@@ -16,6 +16,8 @@ import os
 import posixpath
 from typing import Sequence
 
+from utils.errors import UserError
+
 HUB_SCHEME = "hf://"
 DATASETS_PREFIX = "datasets/"  # huggingface_hub's own spelling of dataset repositories in hf:// paths
 EXAMPLE_REFERENCE = "hf://sapientinc/HRM-checkpoint-sudoku-extreme/checkpoint"
@@ -24,7 +26,7 @@ EXAMPLE_REFERENCE = "hf://sapientinc/HRM-checkpoint-sudoku-extreme/checkpoint"
 HUB_OUTPUTS_DIR = os.path.join("checkpoints", "hub")
 
 
-class HubError(RuntimeError):
+class HubError(UserError, RuntimeError):
     """A hub file that cannot be had: a malformed reference, no such repository or file, or the hub unreachable
     (or HF_HUB_OFFLINE set) while the file is not in the local cache."""
 

@@ -5,17 +5,13 @@ H_cycles times per segment. Only the last L and H updates of a segment get gradi
 gradient approximation, §3.2), so memory does not grow with the number of cycles. Embeddings, heads, blocks and
 the ACT wrapper (Q-learning on halt/continue, §3.3) are shared with the other cores: models/act.py.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import pydantic
 import torch
 
-from models.act import (ACTCarry, InnerCarry, ReasoningConfig, ReasoningModule, RecursiveReasoningACT,
-                        RecursiveReasoningInner)
+from models.act import InnerCarry, ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
 from models.layers import CosSin
-
-__all__ = ["ACTCarry", "HierarchicalReasoningModel_ACTV1", "HierarchicalReasoningModel_ACTV1Config",
-           "HierarchicalReasoningModel_ACTV1_Inner", "InnerCarry"]
 
 
 class HierarchicalReasoningModel_ACTV1Config(ReasoningConfig):
@@ -27,8 +23,8 @@ class HierarchicalReasoningModel_ACTV1_Inner(RecursiveReasoningInner):
         self.H_level = ReasoningModule(self.config, self.config.H_layers)
         self.L_level = ReasoningModule(self.config, self.config.L_layers)
 
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def recurse(self, states: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]) -> InnerCarry:
+        z_H, z_L = states["z_H"], states["z_L"]
         H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
         with torch.no_grad():
             for h_step in range(H_cycles):
@@ -42,7 +38,7 @@ class HierarchicalReasoningModel_ACTV1_Inner(RecursiveReasoningInner):
         # One-step gradient: only the final L and H updates are differentiated (paper §3.2).
         z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin)
-        return z_H, z_L
+        return {"z_H": z_H, "z_L": z_L}
 
 
 class HierarchicalReasoningModel_ACTV1(RecursiveReasoningACT):

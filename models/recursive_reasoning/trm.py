@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import pydantic
 import torch
 
-from models.act import ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
+from models.act import InnerCarry, ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
 from models.layers import CosSin
 
 
@@ -42,12 +42,13 @@ class TinyRecursiveReasoningModel_ACTV1_Inner(RecursiveReasoningInner):
         z_H = self.L_level(z_H, z_L, cos_sin)  # answer update: the same network, latent injected
         return z_H, z_L
 
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def recurse(self, states: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]) -> InnerCarry:
+        z_H, z_L = states["z_H"], states["z_L"]
         with torch.no_grad():
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._cycle(z_H, z_L, x, cos_sin)
-        return self._cycle(z_H, z_L, x, cos_sin)
+        z_H, z_L = self._cycle(z_H, z_L, x, cos_sin)
+        return {"z_H": z_H, "z_L": z_L}
 
 
 class TinyRecursiveReasoningModel_ACTV1(RecursiveReasoningACT):

@@ -1,0 +1,37 @@
+"""A checkpoint written by an earlier version of the trainer (tests/fixtures/checkpoint_v1: the first layout of the
+training-state files) resumes bit for bit: the resumed run ends with the weights and metrics the earlier version's
+uninterrupted run ended with."""
+import os
+import shutil
+import sys
+
+import torch
+
+from tests.helpers import REPO, read_metrics, run_in_repo
+
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkpoint_v1")
+# The command the fixture was made with (its README), less the folders.
+RUN = ["arch=trm", "global_batch_size=8", "epochs=2", "eval_interval=1", "lr=1e-3", "lr_warmup_steps=5",
+       "arch.hidden_size=16", "arch.num_heads=2", "arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=2",
+       "arch.halt_max_steps=3", "arch.puzzle_emb_ndim=16", "arch.puzzle_emb_len=1", "ema=true",
+       "checkpoint_interval=15", "checkpoint_in_background=false", "checkpoint_keep_states=10", "logger=none",
+       "device=cpu", "log_interval=3"]
+
+
+def test_a_checkpoint_of_the_first_layout_resumes_bitwise(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "fixture")
+    data, run = tmp_path / "fixture" / "data", tmp_path / "fixture" / "run"
+    result = run_in_repo([sys.executable, "pretrain.py", f"data_path={data}", f"checkpoint_path={run}",
+                          f"resume={run / 'step_15'}", *RUN])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {run / 'step_15'} at step 15" in result.stdout
+
+    resumed = torch.load(run / "step_40", weights_only=True)
+    expected = torch.load(os.path.join(FIXTURE, "expected", "step_40"), weights_only=True)
+    assert resumed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(resumed[key], value), key
+    # The earlier run's metrics after step 15 are logged again, equal (the fixture's metrics.jsonl has the whole
+    # run; the resumed folder had none, so it holds steps 16-40).
+    after = [r for r in read_metrics(os.path.join(FIXTURE, "expected")) if r["step"] > 15]
+    assert read_metrics(run) == after
