@@ -67,19 +67,24 @@ class AdaptError(UserError, ValueError):
 class AdaptConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    checkpoint: str
-    tasks: Optional[str] = None        # ARC tasks (see the module docstring)
-    dataset: Optional[str] = None      # new puzzles as an HRM-format dataset
-    output: Optional[str] = None       # default: <checkpoint>_adapted
-    steps: int = pydantic.Field(200, ge=0)
-    init: str = pydantic.Field("mean", pattern="^(mean|blank|random)$")
-    lr: Optional[float] = pydantic.Field(None, gt=0)             # default: the run's puzzle_emb_lr
-    weight_decay: Optional[float] = pydantic.Field(None, ge=0)   # default: the run's puzzle_emb_weight_decay
-    global_batch_size: Optional[int] = pydantic.Field(None, gt=0)  # default: the run's
-    num_aug: int = pydantic.Field(100, ge=0)  # ARC: augmented puzzles per new task
-    seed: int = 0
-    device: str = "auto"
-    test_time: Dict[str, Any] = {}
+    checkpoint: str = pydantic.Field(description="the trained run's step_<N> file (all_config.yaml beside it)")
+    tasks: Optional[str] = pydantic.Field(None, description="ARC tasks: a task JSON file, a folder of them, or a "
+                                                            "Kaggle *_challenges.json")
+    dataset: Optional[str] = pydantic.Field(None, description="new puzzles as an HRM-format dataset (train split: "
+                                                              "demonstrations; test split: puzzles to answer)")
+    output: Optional[str] = pydantic.Field(None, description="output folder; default <checkpoint>_adapted")
+    steps: int = pydantic.Field(200, ge=0, description="adaptation steps")
+    init: str = pydantic.Field("mean", pattern="^(mean|blank|random)$",
+                               description="new rows start from the mean trained row, the blank row, or a random one")
+    lr: Optional[float] = pydantic.Field(None, gt=0, description="default: the run's puzzle_emb_lr")
+    weight_decay: Optional[float] = pydantic.Field(None, ge=0, description="default: the run's "
+                                                                           "puzzle_emb_weight_decay")
+    global_batch_size: Optional[int] = pydantic.Field(None, gt=0, description="default: the run's")
+    num_aug: int = pydantic.Field(100, ge=0, description="ARC: augmented puzzles per new task")
+    seed: int = pydantic.Field(0, description="seed of the batches, the augmentations and init=random")
+    device: str = pydantic.Field("auto", description="auto, cpu, cuda, cuda:N, mps")
+    test_time: Dict[str, Any] = pydantic.Field({}, description="test-time compute of the final evaluation "
+                                                               "(dataset= only)")
 
     @pydantic.model_validator(mode="after")
     def _one_source(self):

@@ -341,7 +341,7 @@ def test_runs_as_script_and_module(tmp_path, arc_folder, how):
 
 
 def test_loader_reads_the_output(tmp_path, arc_folder):
-    pd = pytest.importorskip("dataset.puzzle_dataset")
+    from dataset import puzzle_dataset as pd
     root, _ = arc_folder
     out = tmp_path / "arc"
     assert build(["--dataset-dirs", root, "--output-dir", out, "--num-aug", 4]) == 0

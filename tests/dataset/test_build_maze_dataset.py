@@ -215,7 +215,7 @@ def test_runs_as_script_and_module(tmp_path, how):
 
 
 def test_loader_reads_the_output(tmp_path):
-    pd = pytest.importorskip("dataset.puzzle_dataset")
+    from dataset import puzzle_dataset as pd
     out = tmp_path / "maze"
     assert build(["--generate", 6, "--test-size", 3, "--aug", "--output-dir", out]) == 0
     for split, test_mode in (("train", False), ("test", True)):

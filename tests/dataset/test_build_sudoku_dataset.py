@@ -312,7 +312,7 @@ def test_runs_as_script_and_module(tmp_path, how):
 
 
 def test_loader_reads_the_output(tmp_path):
-    pd = pytest.importorskip("dataset.puzzle_dataset")
+    from dataset import puzzle_dataset as pd
     out = tmp_path / "sudoku"
     assert build(["--generate", 24, "--test-size", 6, "--num-aug", 1, "--output-dir", out]) == 0
     for split, test_mode in (("train", False), ("test", True)):
