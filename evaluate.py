@@ -19,7 +19,7 @@ import pydantic
 from training.build import create_dataloader, create_evaluators, create_test_time
 from training.config import check_savable_outputs
 from training.distributed import close_distributed, init_distributed
-from training.evaluation import evaluate
+from training.evaluation import evaluate, unused_output_prefix
 from training.restore import load_trained
 from utils.cli import parse_overrides, run_command
 from utils.hub import output_prefix
@@ -67,7 +67,8 @@ def main(argv: List[str]) -> None:
         eval_loader = create_dataloader(run.config, "test", info)
         evaluators = create_evaluators(run.config, eval_loader)
         test_time = create_test_time(run.config, eval_loader)
-        prefix = output_prefix(eval_config.checkpoint)  # an hf:// checkpoint's outputs go under checkpoints/hub/
+        # An hf:// checkpoint's outputs go under checkpoints/hub/; no file this evaluation did not write is replaced.
+        prefix = unused_output_prefix(output_prefix(eval_config.checkpoint), info)
         modes = [False, True] if eval_config.adaptive_halting else [False]
         results = {halt_on_q: evaluate(run.model, eval_loader, info, eval_config.save_outputs,
                                        prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q, test_time)
@@ -77,7 +78,7 @@ def main(argv: List[str]) -> None:
             if eval_config.adaptive_halting:
                 print(halting_comparison(results[False], results[True], eval_loader.metadata.sets))
             if eval_config.save_outputs:
-                print(f"outputs saved to {prefix}_all_preds.<rank>")
+                print("outputs saved to " + ", ".join(f"{prefix}_all_preds.{r}" for r in range(info.world_size)))
     finally:
         close_distributed()
 

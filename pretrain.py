@@ -10,8 +10,12 @@ contents; each step lives in the training/ library.
 """
 import sys
 
+from typing import Optional
+
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from training.build import (create_dataloader, create_evaluators, create_test_time, init_train_state,
@@ -22,17 +26,17 @@ from training.config import ArchConfig, LossConfig, PretrainConfig
 from training.distributed import close_distributed, init_distributed
 from training.loop import Services, train_and_evaluate
 from training.preemption import PREEMPTED_EXIT_CODE, Preempted
-from training.run_config import create_logger, load_config, save_code_and_config
+from training.run_config import check_command_line, create_logger, load_config, save_code_and_config
 from utils.cli import report, run_command
 
 __all__ = ["ArchConfig", "LossConfig", "PretrainConfig", "main"]
 
 
-def main(hydra_config: DictConfig) -> None:
+def main(hydra_config: DictConfig, job: Optional[int] = None) -> None:
     info = init_distributed(hydra_config.get("device", "auto"))
     services = Services()
     try:
-        config = load_config(hydra_config, info)
+        config = load_config(hydra_config, info, job)
         torch.manual_seed(config.seed + info.rank)
 
         train_loader = create_dataloader(config, "train", info)
@@ -59,8 +63,10 @@ def main(hydra_config: DictConfig) -> None:
 @hydra.main(config_path="config", config_name="cfg_pretrain", version_base=None)
 def launch(hydra_config: DictConfig) -> None:
     """`main`, ended as every command ends (utils/cli.py); a preempted run exits with PREEMPTED_EXIT_CODE."""
+    hydra = HydraConfig.get()
+    job = hydra.job.num if hydra.mode == RunMode.MULTIRUN else None
     try:
-        status = run_command(lambda _argv: main(hydra_config), argv=[])
+        status = run_command(lambda _argv: main(hydra_config, job), argv=[])
     except Preempted as stop:
         report(str(stop))
         status = PREEMPTED_EXIT_CODE
@@ -69,4 +75,7 @@ def launch(hydra_config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    status = run_command(check_command_line)  # what Hydra itself would refuse, as one line
+    if status:
+        sys.exit(status)
     launch()

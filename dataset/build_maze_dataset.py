@@ -196,6 +196,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                      help="with --generate: also keep goals reached by several shortest paths (one is marked); "
                           "by default the marked path is the only shortest path")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="dataset folder to write [%(default)s]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output-dir")
     p.add_argument("--subsample-size", type=positive_int, default=None,
                    help="keep a random subset of this many training mazes")
     p.add_argument("--aug", action="store_true", help="add the 8 dihedral transforms of each training maze")
@@ -215,7 +216,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> Dict[str, object]:
     started = time.perf_counter()
-    check_output_dir(args.output_dir)
+    check_output_dir(args.output_dir, args.overwrite)
     gen_rng, sub_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
     report: Dict[str, object] = {}
     lengths = None
@@ -243,7 +244,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
         if lengths is not None:
             lengths = np.concatenate([lengths[:args.generate][idx], lengths[args.generate:]])
 
-    with atomic_output_dir(args.output_dir) as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite) as tmp:
         for name, (q, a), aug in (("train", train, args.aug), ("test", test, False)):
             inputs, labels = to_tokens(q, a, aug)
             seq_len = q.shape[1] * q.shape[2]

@@ -11,14 +11,25 @@ puzzles share no input with training ones.
 longer minimal): easier puzzles, faster to generate; `make demo` uses them.
 """
 import argparse
+import itertools
 import sys
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from dataset.builder_common import (atomic_output_dir, grid_metadata, positive_int, non_negative_int, run_cli,
-                                    single_example_structure, write_identifiers, write_split)
+from dataset.builder_common import (
+    DatasetBuildError,
+    atomic_output_dir,
+    check_output_dir,
+    grid_metadata,
+    non_negative_int,
+    positive_int,
+    run_cli,
+    single_example_structure,
+    write_identifiers,
+    write_split,
+)
 
 
 class MiniSudoku:
@@ -117,35 +128,98 @@ class MiniSudoku:
         return puzzle, solution
 
 
+def all_solutions(sudoku: MiniSudoku) -> List[List[int]]:
+    """Every solution grid (for the tiny sizes whose puzzles can be counted)."""
+    found: List[List[int]] = []
+
+    def extend(cells: List[int], cell: int) -> None:
+        if cell == len(cells):
+            found.append(list(cells))
+            return
+        for digit in range(1, sudoku.size + 1):
+            cells[cell] = digit
+            if sudoku.count_solutions(cells[:cell + 1] + [0] * (len(cells) - cell - 1), limit=1):
+                extend(cells, cell + 1)
+        cells[cell] = 0
+
+    extend([0] * sudoku.size ** 2, 0)
+    return found
+
+
+def count_puzzles(sudoku: MiniSudoku, max_blanks: Optional[int] = None) -> int:
+    """How many distinct puzzles `MiniSudoku.generate` can make: those with a unique solution that are minimal, or
+    (with max_blanks) have exactly max_blanks blanks (or fewer, when minimal before). Exact, by enumerating every
+    set of clues of every solution: for grids of at most 9 cells."""
+    cells = sudoku.size ** 2
+    total = 0
+    for solution in all_solutions(sudoku):
+        for kept in itertools.product((False, True), repeat=cells):
+            puzzle = [d if keep else 0 for d, keep in zip(solution, kept)]
+            blanks = cells - sum(kept)
+            if (max_blanks is not None and blanks > max_blanks) or sudoku.count_solutions(puzzle) != 1:
+                continue
+            minimal = all(sudoku.count_solutions(puzzle[:c] + [0] + puzzle[c + 1:]) != 1
+                          for c in range(cells) if puzzle[c])
+            total += minimal or blanks == max_blanks
+    return total
+
+
+COUNTED_CELLS = 9        # grids this small have their puzzles counted exactly before generating
+LARGEST_SIZE = 9         # the pure-Python uniqueness checks take hours per minimal puzzle beyond 9x9
+STALLED_DRAWS = 2000     # draws without a new puzzle after which fewer puzzles than asked are taken to exist
+
+
 def generate_unique_puzzles(box_rows: int, box_cols: int, count: int, seed: int, progress: bool = True,
-                            max_blanks: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+                            max_blanks: Optional[int] = None, asked: str = "") -> Tuple[np.ndarray, np.ndarray]:
     """`count` puzzles with pairwise different inputs: (puzzles, solutions), each (count, size²) uint8.
-    Minimal puzzles by default; with `max_blanks`, puzzles with (at most) that many blank cells."""
+    Minimal puzzles by default; with `max_blanks`, puzzles with (at most) that many blank cells. Asking for more
+    than exist is a DatasetBuildError saying how many there are (`asked` says what was asked, for it)."""
     sudoku = MiniSudoku(box_rows, box_cols)
+    size = sudoku.size
+    if size > LARGEST_SIZE:
+        raise DatasetBuildError(f"{size}x{size} grids ({box_rows}x{box_cols} boxes) are too large for this generator "
+                                f"(pure-Python uniqueness checks: hours per puzzle); use boxes of at most "
+                                f"{LARGEST_SIZE} cells, or dataset/build_sudoku_dataset.py for 9x9")
+    asked = asked or f"{count} puzzles"
+    if size * size <= COUNTED_CELLS:
+        available = count_puzzles(sudoku, max_blanks)
+        if count > available:
+            raise DatasetBuildError(f"only {available} distinct {size}x{size} puzzles with {box_rows}x{box_cols} "
+                                    f"boxes exist, and {asked} were asked for; ask for at most {available}")
     rng = np.random.default_rng(seed)
     seen, puzzles, solutions = set(), [], []
-    with tqdm(total=count, desc=f"{sudoku.size}x{sudoku.size} sudoku", disable=not progress) as bar:
+    draws_without_new = 0
+    with tqdm(total=count, desc=f"{size}x{size} sudoku", disable=not progress) as bar:
         while len(puzzles) < count:
             puzzle, solution = sudoku.generate(rng, max_blanks)
-            if tuple(puzzle) not in seen:
-                seen.add(tuple(puzzle))
-                puzzles.append(puzzle)
-                solutions.append(solution)
-                bar.update(1)
+            if tuple(puzzle) in seen:
+                draws_without_new += 1
+                if draws_without_new >= STALLED_DRAWS:
+                    raise DatasetBuildError(f"{asked} were asked for, but no new {size}x{size} puzzle appeared in "
+                                            f"{STALLED_DRAWS} draws after {len(puzzles)}: about {len(puzzles)} "
+                                            f"distinct ones seem to exist; ask for fewer")
+                continue
+            draws_without_new = 0
+            seen.add(tuple(puzzle))
+            puzzles.append(puzzle)
+            solutions.append(solution)
+            bar.update(1)
     return np.array(puzzles, dtype=np.uint8), np.array(solutions, dtype=np.uint8)
 
 
 def build(output_dir: str, box_rows: int, box_cols: int, train_size: int, test_size: int, seed: int,
-          max_blank_fraction: Optional[float] = None) -> None:
+          max_blank_fraction: Optional[float] = None, overwrite: bool = False) -> None:
     """Write train_size + test_size puzzles (held-out inputs all differ from training ones). Minimal puzzles by
     default (~72% blank for 6x6); with max_blank_fraction, clues are removed only down to that fraction."""
+    check_output_dir(output_dir, overwrite)
     size = box_rows * box_cols
     max_blanks = None if max_blank_fraction is None else int(max_blank_fraction * size * size)
-    puzzles, solutions = generate_unique_puzzles(box_rows, box_cols, train_size + test_size, seed,
-                                                 max_blanks=max_blanks)
+    puzzles, solutions = generate_unique_puzzles(
+        box_rows, box_cols, train_size + test_size, seed, max_blanks=max_blanks,
+        asked=f"{train_size + test_size} puzzles ({train_size} training + {test_size} held-out)")
     # Same token mapping as the 9x9 builder: 0 pad, 1 blank, digit d -> d + 1.
     splits = {"train": slice(0, train_size), "test": slice(train_size, train_size + test_size)}
-    with atomic_output_dir(output_dir) as tmp_dir:
+    with atomic_output_dir(output_dir, overwrite) as tmp_dir:
         for split, rows in splits.items():
             num = rows.stop - rows.start
             arrays = {"inputs": puzzles[rows] + 1, "labels": solutions[rows] + 1, **single_example_structure(num, 1)}
@@ -168,11 +242,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="stop removing clues once this fraction of cells is blank (default: minimal puzzles); "
                              "uniqueness always holds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output-dir")
     args = parser.parse_args(argv)
     if args.max_blank_fraction is not None and not 0 <= args.max_blank_fraction <= 1:
-        parser.error("--max-blank-fraction must be between 0 and 1")
+        raise DatasetBuildError(f"--max-blank-fraction {args.max_blank_fraction} must be between 0 and 1")
     build(args.output_dir, args.box_rows, args.box_cols, args.generate, args.test_size, args.seed,
-          args.max_blank_fraction)
+          args.max_blank_fraction, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -71,11 +71,11 @@ def write_tasks(output_dir: str, rules: np.ndarray, rng: np.random.Generator, si
 
 
 def build(output_dir: str, tasks: int, held_out: int, colours: int = 6, side: int = 4, demos: int = 10,
-          tests: int = 5, seed: int = 0) -> None:
-    check_output_dir(output_dir)
+          tests: int = 5, seed: int = 0, overwrite: bool = False) -> None:
+    check_output_dir(output_dir, overwrite)
     rng = np.random.default_rng(seed)
     rules = draw_rules(rng, tasks + held_out, colours)
-    with atomic_output_dir(output_dir) as tmp:
+    with atomic_output_dir(output_dir, overwrite) as tmp:
         write_tasks(os.path.join(tmp, "train-tasks"), rules[:tasks], rng, side, demos, tests)
         write_tasks(os.path.join(tmp, "new-tasks"), rules[tasks:], rng, side, demos, tests)
     print(f"wrote {tasks} training and {held_out} held-out tasks ({colours} colours, {side}x{side} grids, {demos} "
@@ -92,8 +92,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--demos", type=positive_int, default=10, help="demonstration pairs per task [10]")
     parser.add_argument("--tests", type=positive_int, default=5, help="test pairs per task [5]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output-dir")
     args = parser.parse_args(argv)
-    build(args.output_dir, args.tasks, args.held_out, args.colours, args.side, args.demos, args.tests, args.seed)
+    build(args.output_dir, args.tasks, args.held_out, args.colours, args.side, args.demos, args.tests, args.seed,
+          args.overwrite)
 
 
 if __name__ == "__main__":

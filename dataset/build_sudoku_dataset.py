@@ -231,6 +231,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     src.add_argument("--test-size", type=non_negative_int, default=1000, metavar="M",
                      help="with --generate: number of test puzzles [%(default)s]")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="dataset folder to write [%(default)s]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output-dir")
     p.add_argument("--subsample-size", type=positive_int, default=None,
                    help="keep a random subset of this many training puzzles")
     p.add_argument("--min-difficulty", type=int, default=None,
@@ -253,7 +254,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> Dict[str, object]:
     started = time.perf_counter()
-    check_output_dir(args.output_dir)
+    check_output_dir(args.output_dir, args.overwrite)
     seeds = np.random.SeedSequence(args.seed).spawn(3)
     gen_rng, sub_rng, aug_rng = (np.random.default_rng(s) for s in seeds)
     report: Dict[str, object] = {}
@@ -278,7 +279,7 @@ def build(args: argparse.Namespace) -> Dict[str, object]:
     if idx is not None:
         train = train.subset(idx)
 
-    with atomic_output_dir(args.output_dir) as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite) as tmp:
         for name, split, num_aug in (("train", train, args.num_aug), ("test", test, 0)):
             inputs, labels = to_tokens(split, num_aug, aug_rng, desc=f"Augmenting {name}")
             arrays = {"inputs": inputs, "labels": labels, **single_example_structure(len(split), 1 + num_aug)}

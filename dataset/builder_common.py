@@ -39,7 +39,8 @@ BLANK_IDENTIFIER = "<blank>"
 
 # Entries a finished dataset folder may hold; an existing output folder with anything else in it is not
 # replaced (it is probably not a dataset, e.g. `--output-dir .` by mistake).
-DATASET_FOLDER_ENTRIES = frozenset({"train", "test", "identifiers.json", "test_puzzles.json", "source"})
+DATASET_FOLDER_ENTRIES = frozenset({"train", "test", "identifiers.json", "test_puzzles.json", "source",
+                                    "train-tasks", "new-tasks"})  # the last two: the colour-rule tasks' two datasets
 
 
 class DatasetBuildError(UserError, ValueError):
@@ -96,30 +97,36 @@ def non_negative_int(text: str) -> int:
 # Atomic output folder
 # ----------------------------------------------------------------------------------------------------------
 
-def check_output_dir(output_dir: os.PathLike | str) -> Path:
-    """Fail early (before any work) when `output_dir` exists but must not be replaced."""
+def check_output_dir(output_dir: os.PathLike | str, overwrite: bool = False) -> Path:
+    """Fail early (before any work) when `output_dir` exists but must not be replaced: a dataset is replaced only
+    with `overwrite` (--overwrite); anything else that is not an empty folder, never."""
     final = Path(output_dir)
     if final.exists() or final.is_symlink():
         if not final.is_dir():
             raise DatasetBuildError("output path exists and is not a folder", file=final)
-        unexpected = sorted(p.name for p in final.iterdir() if p.name not in DATASET_FOLDER_ENTRIES)
+        entries = sorted(p.name for p in final.iterdir())
+        unexpected = [name for name in entries if name not in DATASET_FOLDER_ENTRIES]
         if unexpected:
             raise DatasetBuildError(
                 f"output folder exists and does not look like a dataset (it holds {unexpected[0]!r}); "
                 "refusing to replace it, choose another --output-dir",
                 file=final,
             )
+        if entries and not overwrite:
+            raise DatasetBuildError("a dataset is already there; give --overwrite to replace it, or choose another "
+                                    "--output-dir", file=final)
     return final
 
 
 @contextlib.contextmanager
-def atomic_output_dir(output_dir: os.PathLike | str) -> Iterator[Path]:
-    """Yield a temporary sibling folder to write into; on success it replaces `output_dir` in one rename.
+def atomic_output_dir(output_dir: os.PathLike | str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder to write into; on success it replaces `output_dir` in one rename (an
+    existing dataset only with `overwrite`).
 
     On any exception (bad input, Ctrl-C, disk full) the temporary folder is removed and `output_dir` is left
     as it was.
     """
-    final = check_output_dir(output_dir).absolute()
+    final = check_output_dir(output_dir, overwrite).absolute()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
     umask = os.umask(0)

@@ -410,7 +410,11 @@ class PuzzleDataset(IterableDataset):
                 path = os.path.join(split_dir, f"{set_name}__{field}.npy")
                 if not os.path.isfile(path):
                     raise _not_found(f"Array file of set '{set_name}'", path, source.path)
-                arrays[field] = np.load(path, mmap_mode="r" if field in _MMAP_FIELDS else None)
+                try:
+                    arrays[field] = np.load(path, mmap_mode="r" if field in _MMAP_FIELDS else None)
+                except (ValueError, OSError, EOFError) as err:  # truncated, not an array, pickled objects
+                    raise DatasetFormatError(f"{path} is not a readable array file ({str(err).splitlines()[0]}); "
+                                             f"it may be truncated: rebuild the dataset") from None
 
             def bad(msg: str) -> DatasetFormatError:
                 return DatasetFormatError(f"Corrupt dataset {split_dir} (set '{set_name}'): {msg}")

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset.common import IGNORE_LABEL_ID  # labels the loss skips (the loaders map ignore_label_id to it)
+from utils.errors import ConfigError
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -71,7 +72,7 @@ class ACTLossHead(nn.Module):
     def __init__(self, model: nn.Module, loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"]):
         super().__init__()
         if loss_type not in LOSS_FUNCTIONS:
-            raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {sorted(LOSS_FUNCTIONS)}")
+            raise ConfigError(f"loss_type: unknown {loss_type!r}; choose one of {sorted(LOSS_FUNCTIONS)}")
         self.model = model
         self.loss_fn = LOSS_FUNCTIONS[loss_type]
 

@@ -58,7 +58,8 @@ def ensure_dataset(path: str, train_size: int = TRAIN_SIZE, test_size: int = TES
     start = time.time()
     print(f"dataset: generating {train_size} training + {test_size} held-out 6x6 Sudoku puzzles "
           f"({blank_fraction:.0%} blank, unique solutions) into {path}")
-    build(path, BOX_ROWS, BOX_COLS, train_size, test_size, seed, max_blank_fraction=blank_fraction)
+    # The demo's own folder: a dataset of other settings there is replaced.
+    build(path, BOX_ROWS, BOX_COLS, train_size, test_size, seed, max_blank_fraction=blank_fraction, overwrite=True)
     print(f"dataset: built in {time.time() - start:.0f} s")
 
 

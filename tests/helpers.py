@@ -208,3 +208,9 @@ def assert_compiled_prefix_loads(make_head, folder) -> None:
     load_weights(target, load_model_state_dict(path), path)
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def saved_output_files(stdout: str):
+    """The per-rank output files evaluate.py says it wrote ("outputs saved to a_all_preds.0, a_all_preds.1")."""
+    line = next(line for line in stdout.splitlines() if line.startswith("outputs saved to "))
+    return line.removeprefix("outputs saved to ").split(", ")

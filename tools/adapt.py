@@ -183,8 +183,9 @@ def train_rows(adapt: PretrainConfig, state: TrainState, loader, steps: int, inf
 def adapt(argv: List[str]) -> None:
     config = parse_overrides(AdaptConfig, argv, __doc__)
     info = init_distributed(config.device)
+    output = config.output_dir
+    created = not os.path.exists(output)
     try:
-        output = config.output_dir
         if info.rank == 0 and os.path.exists(os.path.join(output, f"step_{config.steps}")):
             raise AdaptError(f"{output} already holds an adapted model; choose another output= or remove it")
         run, weights = read_trained(config.checkpoint, info.world_size, device=config.device, compile=False)
@@ -222,6 +223,10 @@ def adapt(argv: List[str]) -> None:
             print(json.dumps(results, indent=2))
             print(f"adapted model: {prefix}" + (f"; submission: {os.path.join(output, 'submission.json')}"
                                                  if is_arc else ""))
+    except BaseException:  # a bad request, a damaged file, Ctrl-C: what this adaptation wrote goes
+        if info.rank == 0 and created and os.path.isdir(output):
+            shutil.rmtree(output)
+        raise
     finally:
         close_distributed()
 

@@ -138,6 +138,9 @@ def _test_folder(config: dict) -> Optional[str]:
 
 def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
            global_batch_size: Optional[int] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ExportError(f"{missing[0]} does not exist (expected a step_<N>_all_preds.<rank> file)")
     files = rank_files(paths)
     parts = [_load(p) for p in files]
     available = sorted(set.intersection(*(set(p) for p in parts)))

@@ -20,6 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pydantic
 
 from utils.cli import parse_overrides, run_command
@@ -163,16 +164,36 @@ class ServeConfig(pydantic.BaseModel):
 
     data_dir: str = pydantic.Field(description="dataset folder (with train/ and/or test/); the first argument")
     preds: Optional[str] = pydantic.Field(None, description="predictions .npz/.npy from tools.export_predictions")
-    port: int = pydantic.Field(8000, ge=0, le=65535, description="port on 127.0.0.1; 0 = any free one")
+    port: int = pydantic.Field(8000, description="port on 127.0.0.1; 0 = any free one")
     verbose: bool = pydantic.Field(False, description="log every request")
+
+    @pydantic.field_validator("port")
+    @classmethod
+    def _a_port(cls, port: int) -> int:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{port} is not a port: give 0-65535 (0 = any free one)")
+        return port
+
+
+def check_predictions_file(path: str) -> None:
+    """A predictions file the page can read: an .npz of arrays or an .npy array (tools.export_predictions')."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"predictions file {path} does not exist")
+    try:
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)  # anything else reads as pickled data: refused
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            loaded.close()
+    except (ValueError, OSError, EOFError) as err:
+        raise ConfigError(f"predictions file {path} is not an .npz or .npy array file ({err}); make it with "
+                          f"python -m tools.export_predictions") from None
 
 
 def serve(argv: List[str]) -> None:
     config = parse_overrides(ServeConfig, argv, __doc__, positional="data_dir")
     if not os.path.isdir(config.data_dir):
         raise ConfigError(f"dataset folder {config.data_dir} does not exist")
-    if config.preds is not None and not os.path.isfile(config.preds):
-        raise ConfigError(f"predictions file {config.preds} does not exist")
+    if config.preds is not None:
+        check_predictions_file(config.preds)
     mounts, page = visualizer_mounts(config.data_dir, config.preds)
     try:
         server = make_server(mounts, port=config.port, redirect_root=page, quiet=not config.verbose)

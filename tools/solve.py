@@ -27,10 +27,27 @@ import numpy as np
 import pydantic
 import torch
 
-from dataset.codecs import (ARC_SEQ_LEN, ARC_VOCAB_SIZE, SudokuCodec, apply_augmentation,
-                            check_maze, check_sudoku, codec_for, crop_prediction, encode_arc_grid, format_arc,
-                            format_maze, format_sudoku, invert_augmentation, parse_arc_task, parse_augmentation_name,
-                            parse_maze, parse_sudoku, sudoku_box_shape, sudoku_to_string)
+from dataset.codecs import (
+    ARC_SEQ_LEN,
+    ARC_VOCAB_SIZE,
+    SudokuCodec,
+    apply_augmentation,
+    check_maze,
+    check_sudoku,
+    codec_for,
+    crop_prediction,
+    encode_arc_grid,
+    format_arc,
+    format_maze,
+    format_sudoku,
+    invert_augmentation,
+    parse_arc_task,
+    parse_augmentation_name,
+    parse_maze,
+    parse_sudoku,
+    sudoku_box_shape,
+    sudoku_to_string,
+)
 from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
 from training.config import PretrainConfig, TestTimeConfig
 from training.distributed import init_distributed
@@ -41,6 +58,7 @@ from utils.cli import parse_overrides, run_command
 from utils.errors import UserError
 from utils.functions import load_model_class
 
+TASK_NAMES = {"sudoku": "Sudoku", "maze": "maze", "arc": "ARC task"}
 # Older command lines gave the test-time keys without their block (augmentations=8); they still work.
 FLAT_TEST_TIME_KEYS = tuple(TestTimeConfig.model_fields)
 
@@ -255,6 +273,11 @@ def solve(config: SolveConfig, out=None) -> bool:
     if task is None:
         raise SolveError(f"cannot tell the task from the dataset (vocab_size {loaded.vocab_size}, seq_len "
                          f"{loaded.seq_len}); pass task=sudoku|maze|arc")
+    if config.task is None and guessed != task:
+        given = f"{file_name} looks like" if file_name else "the puzzle looks like"
+        raise SolveError(f"{given} {TASK_NAMES[guessed]}, but {config.checkpoint} is a {TASK_NAMES[task]} model "
+                         f"(vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}): give a {TASK_NAMES[task]}, or "
+                         f"the checkpoint of a {TASK_NAMES[guessed]} model")
 
     def say(line: str = "") -> None:
         print(line, file=out)

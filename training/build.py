@@ -58,7 +58,7 @@ def instantiate(cls, where: str, *args, **kwargs):
         return cls(*args, **kwargs)
     except pydantic.ValidationError as err:
         raise ConfigError(f"{where}: {format_validation_error(err)}") from None
-    except TypeError as err:  # e.g. an unexpected keyword argument for the loss head
+    except (TypeError, ConfigError) as err:  # e.g. an unexpected keyword argument, a loss_type it does not know
         raise ConfigError(f"{where}: {err}") from None
 
 
@@ -149,8 +149,15 @@ def create_test_time(config: PretrainConfig, eval_loader: PuzzleDataset) -> Opti
 def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> int:
     """The steps the run will actually take: every complete batch of every block of eval_interval epochs (the
     original trainers' estimate, epochs x groups x mean examples / batch, also counts batches the loader drops,
-    so its last step never came)."""
-    return train_loader.count_train_batches(config.epochs // config.epochs_per_eval)
+    so its last step never came). A run that would take none is a ConfigError, before anything is written."""
+    steps = train_loader.count_train_batches(config.epochs // config.epochs_per_eval)
+    if steps == 0:
+        metadata = train_loader.metadata
+        per_epoch = round(metadata.total_groups * metadata.mean_puzzle_examples)
+        raise ConfigError(f"global_batch_size ({config.global_batch_size}) is larger than the training data of one "
+                          f"evaluation block (about {per_epoch} examples per epoch x {config.epochs_per_eval} "
+                          f"epoch(s)): the run would train 0 steps; lower global_batch_size or raise eval_interval")
+    return steps
 
 
 def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo,

@@ -9,12 +9,11 @@ A checkpoint is a set of files in the run folder:
 Writes go to a temporary name, are fsynced and renamed, so a kill at any moment leaves earlier checkpoints
 intact and never a torn file under a checkpoint's name.
 """
+import errno
 import os
-import pickle
 import re
 import threading
 import warnings
-import zipfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -38,17 +37,43 @@ def atomic_torch_save(obj, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp_path = f"{path}.tmp-{os.getpid()}"
-    with open(tmp_path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
+    try:
+        with open(tmp_path, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException as err:  # a full disk, Ctrl-C: no half-written file stays behind, under any name
+        # torch's writer reports a failed write as a RuntimeError without the reason: a disk with no space left
+        # (looked at before the partial file is removed) is the usual one.
+        full = isinstance(err, (OSError, RuntimeError)) and _no_space_left(directory)
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        if full:
+            raise CheckpointError(f"cannot write {path}: no space left on device") from None
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write {path}: {describe_os_error(err)}") from None
+        raise
     # fsync the directory so the rename itself survives a power cut.
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _no_space_left(directory: str) -> bool:
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
+
+
+def describe_os_error(err: OSError) -> str:
+    """What went wrong with a write, in words (a full disk is the usual one)."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if err.errno == errno.EFBIG:
+        return "file too large (a file-size limit of the filesystem or the process)"
+    return err.strerror or type(err).__name__
 
 
 def load_torch_file(path: str, mmap: bool = False):
@@ -59,8 +84,8 @@ def load_torch_file(path: str, mmap: bool = False):
     try:
         # weights_only: a checkpoint holds tensors and plain containers, never code to unpickle
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        # torch raises any of these for a truncated or corrupted file
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds (KeyError for a text file, RuntimeError...)
+        # for a truncated, corrupted or foreign file; every one of them means the same to the user
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(f"checkpoint file {path} is unreadable ({type(err).__name__}: {first_line}); "
                               f"it may be truncated or corrupted") from None
@@ -200,6 +225,16 @@ def cpu_copy(obj: Any) -> Any:
     return obj
 
 
+def intact_note(failed_file: str) -> str:
+    """After a failed write of a file of checkpoint step_<N>: which complete checkpoint is left in its folder."""
+    folder, name = os.path.split(failed_file)
+    failed = os.path.join(folder, name.split(".")[0])  # step_<N>, of step_<N>.state or step_<N>.rank<r>
+    for _, path in list_checkpoints(folder):
+        if path != failed and os.path.exists(path + TRAIN_STATE_SUFFIX):
+            return f"the newest complete checkpoint, {path}, is intact (resume=latest continues from it)"
+    return "no earlier checkpoint of this run exists"
+
+
 class CheckpointWriter:
     """Writes checkpoint files atomically, in the background (a thread) or inline.
 
@@ -211,6 +246,7 @@ class CheckpointWriter:
         self.background = background
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
+        self._failed = ""  # a file of the checkpoint whose write failed
 
     def submit(self, files: Sequence[Tuple[Any, str]], then: Optional[Callable[[], None]] = None) -> None:
         """Write `files` ([(object, path)], in order), then call `then` (e.g. pruning)."""
@@ -223,13 +259,17 @@ class CheckpointWriter:
         self._thread.start()
 
     def _write(self, files: Sequence[Tuple[Any, str]], then: Optional[Callable[[], None]]) -> None:
+        written = []
         try:
             for obj, path in files:
                 atomic_torch_save(obj, path)
+                written.append(path)
             if then is not None:
                 then()
         except Exception as err:  # noqa: BLE001 - re-raised in the training thread by wait()
-            self._error = err
+            for path in written:  # an incomplete checkpoint is not left looking like one
+                os.remove(path)
+            self._error, self._failed = err, files[0][1]
 
     def wait(self) -> None:
         if self._thread is not None:
@@ -237,5 +277,5 @@ class CheckpointWriter:
             self._thread = None
         if self._error is not None:
             err, self._error = self._error, None
-            raise CheckpointError(f"writing a checkpoint failed ({type(err).__name__}: {err}); the previous "
-                                  f"checkpoint is intact") from err
+            what = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+            raise CheckpointError(f"writing a checkpoint failed ({what}); {intact_note(self._failed)}") from err

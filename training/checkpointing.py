@@ -107,9 +107,8 @@ def save_train_state(config: PretrainConfig, state: TrainState, train_loader: Pu
 def _check_resumable(config: PretrainConfig, metadata: PuzzleDatasetMetadata, saved: dict, path: str) -> None:
     """Refuse to continue a run on another architecture, dataset or global batch size (the number of processes
     may change: see restore_train_state)."""
-    problems = []
-    if saved["config"]["arch"] != config.model_dump()["arch"]:
-        problems.append(f"arch differs (checkpoint: {saved['config']['arch']})")
+    problems = [f"arch.{key} is {mine!r}, the checkpoint's {theirs!r}"
+                for key, mine, theirs in _differences(config.model_dump()["arch"], saved["config"]["arch"])]
     for key in ("vocab_size", "seq_len", "num_puzzle_identifiers", "total_groups", "sets"):
         if saved["dataset"][key] != getattr(metadata, key):
             problems.append(f"dataset {key} is {getattr(metadata, key)}, checkpoint has {saved['dataset'][key]}")
@@ -118,6 +117,18 @@ def _check_resumable(config: PretrainConfig, metadata: PuzzleDatasetMetadata, sa
                         f"{saved['config']['global_batch_size']}")
     if problems:
         raise CheckpointError(f"cannot resume from {path}: " + "; ".join(problems))
+
+
+def _differences(mine: dict, theirs: dict, prefix: str = "") -> List[Tuple[str, object, object]]:
+    """(dotted key, this value, that value) of every key whose values differ (None where a side lacks it)."""
+    found = []
+    for key in sorted(set(mine) | set(theirs), key=str):
+        a, b = mine.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append((f"{prefix}{key}", a, b))
+    return found
 
 
 def _sum_metrics(parts: List[Optional[Dict[str, torch.Tensor]]]) -> Optional[Dict[str, torch.Tensor]]:

@@ -120,6 +120,9 @@ class PretrainConfig(pydantic.BaseModel):
     project_name: Optional[str] = None
     run_name: Optional[str] = None
     checkpoint_path: Optional[str] = None
+    # A new run into a folder that holds another run's files: move those aside to <folder>.replaced-<n> (never
+    # deleted) instead of stopping.
+    overwrite: bool = False
 
     seed: int = 0
     checkpoint_every_eval: bool = False

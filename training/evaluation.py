@@ -1,4 +1,6 @@
 """Evaluation: every test batch run to its end from a fresh carry; metric sums per set, evaluators, saved outputs."""
+import itertools
+import os
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -70,7 +72,8 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
             dataset_index, _ = eval_loader.source_of(set_name)
             for bound in evaluators:
                 if bound.dataset_index == dataset_index:
-                    own = {**real_batch, "puzzle_identifiers": real_batch["puzzle_identifiers"] - bound.identifier_offset}
+                    own = {**real_batch,
+                           "puzzle_identifiers": real_batch["puzzle_identifiers"] - bound.identifier_offset}
                     bound.evaluator.update_batch(own, real_outputs)
             for k in saved:
                 saved[k].append((real_batch if k in real_batch else real_outputs)[k].cpu())
@@ -88,6 +91,23 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
     if info.rank == 0:
         results["eval/wall_time_s"] = time.perf_counter() - start
     return results
+
+
+def unused_output_prefix(prefix: str, info: DistInfo) -> str:
+    """`prefix`, or `<prefix>_eval<k>` for the first k that names no file yet: an evaluation of a checkpoint never
+    replaces outputs it did not write (the training's own step_<N>_all_preds.<rank>, an earlier evaluation's).
+    Rank 0 chooses; every rank gets its choice."""
+    chosen = [prefix]
+    if info.rank == 0:
+        folder, name = os.path.split(os.path.abspath(prefix))
+        existing = os.listdir(folder) if os.path.isdir(folder) else []
+        taken = lambda stem: any(entry.startswith(stem + "_") for entry in existing)  # noqa: E731
+        stem = next(candidate for candidate in itertools.chain([name], (f"{name}_eval{k}" for k in itertools.count(1)))
+                    if not taken(candidate))
+        chosen = [os.path.join(os.path.dirname(prefix), stem)]
+    if info.world_size > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
 
 
 def _for_dataset(key: str, dataset_index: int) -> str:

@@ -109,7 +109,8 @@ def _stop_if_preempted(config: PretrainConfig, state: TrainState, train_loader: 
     if state.saved_step != state.step:
         save_train_state(config, state, train_loader, services.writer, services.logger, info)
     services.writer.wait()
-    raise Preempted(f"preempted by {received} at step {state.step}: checkpoint "
+    cause = "stopped by Ctrl-C (SIGINT)" if received == "SIGINT" else f"preempted by {received}"
+    raise Preempted(f"{cause} at step {state.step}: checkpoint "
                     f"{checkpoint_path(config.checkpoint_path, state.step)} written; continue with resume=latest "
                     f"checkpoint_path={config.checkpoint_path}")
 

@@ -1,5 +1,7 @@
-"""Preemption: on SIGTERM or SIGUSR1 (what Slurm, Kubernetes and torchrun send before they kill a job), every rank
-finishes its step, a full checkpoint is written, and the process exits with PREEMPTED_EXIT_CODE.
+"""Preemption: on SIGTERM or SIGUSR1 (what Slurm, Kubernetes and torchrun send before they kill a job), or Ctrl-C
+(SIGINT), every rank finishes its step, a full checkpoint is written, and the process exits with
+PREEMPTED_EXIT_CODE. A second Ctrl-C stops at once (KeyboardInterrupt: one line, exit status 130), without waiting
+for the checkpoint.
 
 The handler only records the signal; the training loop asks `stop_requested` after every step (and after each
 evaluation). Ranks agree through one tiny all-reduce, so all of them stop after the same step even when the
@@ -17,7 +19,7 @@ from training.distributed import DistInfo
 
 # EX_TEMPFAIL (sysexits.h): a temporary failure, the command may be retried; here with resume=latest.
 PREEMPTED_EXIT_CODE = 75
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class Preempted(Exception):
@@ -26,19 +28,24 @@ class Preempted(Exception):
 
 class _State:
     received: Optional[str] = None  # name of the first signal received
+    interrupted = False             # a Ctrl-C came
     group = None                     # the gloo group of the vote on NCCL runs
 
 
 def _record(signum, _frame) -> None:
+    if signum == signal.SIGINT:
+        if _State.interrupted:
+            raise KeyboardInterrupt  # the second Ctrl-C: the user does not want to wait
+        _State.interrupted = True
     if _State.received is None:
         _State.received = signal.Signals(signum).name
 
 
 @contextmanager
 def preemption_handlers() -> Iterator[None]:
-    """Record SIGTERM / SIGUSR1 instead of dying on them, for the duration of training."""
+    """Record SIGTERM / SIGUSR1 / SIGINT instead of dying on them, for the duration of training."""
     previous = {sig: signal.signal(sig, _record) for sig in SIGNALS}
-    _State.received = None
+    _State.received, _State.interrupted = None, False
     try:
         yield
     finally:
@@ -52,7 +59,7 @@ def stop_requested(info: DistInfo) -> Optional[str]:
         return _State.received
     if _State.group is None:
         _State.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
-    # 0: none; 1: SIGTERM; 2: SIGUSR1 (the largest wins, so every rank reports the same name).
+    # 0: none; 1: SIGTERM; 2: SIGUSR1; 3: SIGINT (the largest wins, so every rank reports the same name).
     vote = torch.tensor([0 if _State.received is None else 1 + [s.name for s in SIGNALS].index(_State.received)])
     dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_State.group)
     return None if vote.item() == 0 else SIGNALS[vote.item() - 1].name

@@ -14,7 +14,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """"auto" -> this rank's GPU if CUDA is available, else CPU. Explicit names are checked, not trusted."""
     if name == "auto":
         name = CUDA if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"device={name} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
     if is_cuda(device):
         if not torch.cuda.is_available():
             raise DeviceError(f"device={name} but CUDA is not available here; use device=cpu (or device=auto)")

@@ -308,7 +308,7 @@ def test_failed_build_keeps_previous_output(tmp_path, arc_folder, capsys):
     assert build(["--dataset-dirs", root, "--output-dir", out, "--num-aug", 2]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (root / "training" / "zzz.json").write_text('{"train": [], "test": []}')
-    assert build(["--dataset-dirs", root, "--output-dir", out, "--num-aug", 2]) == 2
+    assert build(["--dataset-dirs", root, "--output-dir", out, "--num-aug", 2, "--overwrite"]) == 2
     assert "zzz.json:train: task has no demonstration" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arc", "data"]

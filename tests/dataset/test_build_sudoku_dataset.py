@@ -151,7 +151,7 @@ def test_failed_build_keeps_previous_output(tmp_path, capsys):
     assert build(["--input-dir", src, "--output-dir", out]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     write_csv(src / "test.csv", [("s2", Q2, "1" * 81, "0")])
-    assert build(["--input-dir", src, "--output-dir", out]) == 2
+    assert build(["--input-dir", src, "--output-dir", out, "--overwrite"]) == 2
     assert "test.csv:2" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 

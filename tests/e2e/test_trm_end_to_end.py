@@ -13,6 +13,7 @@ from tests.helpers import (
     expect_user_error,
     load_run_outputs,
     run_in_repo,
+    saved_output_files,
     write_tiny_dataset,
 )
 from tools import export_predictions, solve
@@ -65,7 +66,8 @@ def test_evaluate_and_solve_reproduce_the_training_evaluation(run, sudoku4, tmp_
     result = run_in_repo([sys.executable, "evaluate.py", f"checkpoint={run / f'step_{FINAL_STEP}'}", "device=cpu",
                           "save_outputs=[preds]"])
     assert result.returncode == 0, result.stderr[-3000:]
-    again = torch.load(str(run / f"step_{FINAL_STEP}") + "_all_preds.0", weights_only=True)
+    (written,) = saved_output_files(result.stdout)  # beside the training's own outputs, never over them
+    again = torch.load(written, weights_only=True)
     assert torch.equal(again["preds"], saved["preds"])  # the EMA weights, evaluated the same way
 
     inputs = saved["inputs"][3].numpy()

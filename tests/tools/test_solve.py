@@ -12,7 +12,7 @@ import torch
 
 from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
 from dataset.codecs import MAZE_CHARSET, parse_sudoku, sudoku_to_string
-from tests.helpers import REPO
+from tests.helpers import REPO, saved_output_files
 from tools import solve
 
 # A tiny HRM (hidden 32, one layer per level, puzzle embedding on) trained for 40 CPU steps on 4x4 Sudoku, saving
@@ -113,7 +113,10 @@ def test_test_time_compute_matches_evaluate(trained, tmp_path, capsys):
                              *[f"test_time.{s}" for s in settings]], cwd=REPO, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    evaluated = torch.load(str(trained["checkpoint"]) + "_all_preds.0", weights_only=True)["preds"]
+    # The training saved its own outputs beside the checkpoint; the evaluation writes new ones, never over them.
+    (written,) = saved_output_files(result.stdout)
+    assert written == str(trained["checkpoint"]) + "_eval1_all_preds.0"
+    evaluated = torch.load(written, weights_only=True)["preds"]
     assert answer_of(out) == digits_of(evaluated[k])
 
 
@@ -134,6 +137,9 @@ def test_bad_input_is_one_line_error(trained, capsys, args, fragment):
 
 
 def test_missing_checkpoint_and_no_puzzle(tmp_path, capsys):
+    assert solve.main([f"checkpoint={tmp_path / 'step_1'}", "puzzle=1..."]) == 2
+    assert f"checkpoint file {tmp_path / 'step_1'} does not exist" in capsys.readouterr().err
+    (tmp_path / "step_1").write_bytes(b"")
     assert solve.main([f"checkpoint={tmp_path / 'step_1'}", "puzzle=1..."]) == 2
     assert "all_config.yaml" in capsys.readouterr().err
     assert solve.main([f"checkpoint={tmp_path / 'step_1'}"]) == 2

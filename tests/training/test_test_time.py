@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
-from tests.helpers import expect_user_error, run_in_repo
+from tests.helpers import expect_user_error, run_in_repo, saved_output_files
 from training.config import (
     TestTimeConfig as TimeConfig,  # an alias pytest does not try to collect
 )
@@ -244,10 +244,13 @@ def test_two_processes_select_what_one_does(checkpoint, tmp_path):
             "test_time.filter_invalid=true", "save_outputs=[preds]", "global_batch_size=8"]
     one = evaluate_cli(checkpoint, *args)
     assert one.returncode == 0, one.stderr[-3000:]
-    one_preds = torch.load(str(checkpoint) + "_all_preds.0", weights_only=True)["preds"]
+    (one_file,) = saved_output_files(one.stdout)
+    one_preds = torch.load(one_file, weights_only=True)["preds"]
     two = evaluate_cli(checkpoint, *args, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
-    halves = [torch.load(str(checkpoint) + f"_all_preds.{r}", weights_only=True)["preds"] for r in (0, 1)]
+    two_files = saved_output_files(two.stdout)
+    assert len(two_files) == 2 and one_file not in two_files  # the second evaluation does not replace the first's
+    halves = [torch.load(path, weights_only=True)["preds"] for path in two_files]
     metrics = [json.loads(out.stdout[out.stdout.index("{"):out.stdout.rindex("}") + 1]) for out in (one, two)]
     for key in ("exact_accuracy", "oracle@8", "candidates", "valid"):
         assert metrics[0][f"eval/all/{key}"] == metrics[1][f"eval/all/{key}"], key
