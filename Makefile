@@ -23,9 +23,10 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: chromium is not installed (apt-get install chromium, as root): the browser tests will be skipped"
 
-# Full suite, slow end-to-end tests included (they fit in CI).
+# Full suite, slow end-to-end tests included (they fit in CI). One worker per core (pytest-xdist); each test file
+# stays on one worker, so a file's shared fixtures (a trained run) are built once.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 # Unit tests only.
 test-fast: $(STAMP)

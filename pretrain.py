@@ -26,7 +26,8 @@ from training.config import ArchConfig, LossConfig, PretrainConfig
 from training.distributed import close_distributed, init_distributed
 from training.loop import Services, train_and_evaluate
 from training.preemption import PREEMPTED_EXIT_CODE, Preempted
-from training.run_config import check_command_line, create_logger, load_config, save_code_and_config
+from training.run_config import (check_command_line, create_logger, load_config, plus_means_set,
+                                 save_code_and_config)
 from utils.cli import report, run_command
 
 __all__ = ["ArchConfig", "LossConfig", "PretrainConfig", "main"]
@@ -75,6 +76,7 @@ def launch(hydra_config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = plus_means_set(sys.argv[1:])  # +checkpoint_path=... as the original trainers' commands write it
     status = run_command(check_command_line)  # what Hydra itself would refuse, as one line
     if status:
         sys.exit(status)

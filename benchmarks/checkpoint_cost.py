@@ -56,7 +56,7 @@ def build(args: argparse.Namespace):
     dense.step()  # allocates the moments
     dense.zero_grad(set_to_none=True)
     batch = tt.make_batches(config, metadata, count=1, pin=False)[0]
-    state.carry.value = state.model.initial_carry(batch)
+    state.carry.value = [state.model.initial_carry(batch)]
     state.schedule.step = 1000
     return config, metadata, state, info
 

@@ -1,4 +1,4 @@
-"""Training throughput of the trainer (HRM and TRM): steps/s, samples/s, tokens/s, peak memory and MFU.
+"""Training throughput of the trainer (HRM, TRM, URM): steps/s, samples/s, tokens/s, peak memory and MFU.
 
     python benchmarks/train_throughput.py --preset tiny --device cpu          # CPU; add --threads 1 if it is busy
     python benchmarks/train_throughput.py --preset sudoku                     # published HRM Sudoku, one GPU
@@ -26,22 +26,25 @@ Timing: ``--warmup`` steps first (they include torch.compile's compilation), the
 are from the median window. With torch.compile the dynamo counters are read before and after the timed windows:
 any graph compiled while timing is reported as ``recompiles_during_timing`` (it must be 0).
 
-FLOPs (matmul FLOPs only, 2·m·n·k per matmul, counted analytically from the config; elementwise work, norms,
-softmax and the loss are not counted). With B = batch (per GPU), P = prefix positions (puzzle_emb_len, or
-ceil(puzzle_emb_ndim / hidden) when that is 0), S = seq_len + P, h = hidden, I = SwiGLU inner width
+FLOPs (matmul FLOPs only, 2·m·n·k per matmul, and the convolution of URM's MLP, counted analytically from the
+model; elementwise work, norms, softmax and the loss are not counted). Each block part counts its own
+(models/layers.py `flops`); with B = batch (per GPU), P = prefix positions (puzzle_emb_len, or
+ceil(puzzle_emb_ndim / hidden) when that is 0), S = seq_len + P, h = hidden, I = the MLP's inner width
 (round(expansion·h·2/3) rounded up to 256), I_S = the same rule applied to S, V = vocab:
 
     F_block = B · [ 2·S·h·(2I + I)               channel SwiGLU: gate_up, down projections
+                  (+ 2·2·I·(S + 1)                URM's depthwise convolution, kernel 2)
                   + 2·S·h·(3h + h) + 2·2·S²·h ]  attention: qkv, o projections, QK^T and AV (all heads)
                   or, with mlp_t, 2·h·S·(2I_S + I_S)   the token-mixing SwiGLU instead of attention
-    F_L = L_layers·F_block,  F_H = H_layers·F_block
     F_heads = 2·B·S·h·V + 2·B·h·2                lm_head (on all S positions, prefix sliced off) + q_head
 
-Module calls of one segment, and which of them get gradients:
+Each core lists its module calls of one segment and which of them get gradients (models/act.py
+`segment_calls`):
     HRM: H_cycles·L_cycles calls of L and H_cycles of H; the last L and the last H call with gradient.
     TRM: H_cycles·(L_cycles + 1) calls of its one network L; the last L_cycles + 1 (the last cycle) with gradient.
+    URM: H_cycles·L_cycles passes through its num_layers blocks; the last L_cycles with gradient.
 
-    F_segment = (calls of L)·F_L + (calls of H)·F_H + F_heads               one forward segment
+    F_segment = Σ calls · F_module + F_heads                                 one forward segment
     FLOPs per training step
       = F_segment − F_heads − F_grad_calls      the calls under no_grad (forward only)
       + 3·(F_grad_calls + F_heads)              the calls with gradient and the heads: forward + backward
@@ -76,8 +79,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from dataset.common import PuzzleDatasetMetadata
-from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1
-from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1
 from training.build import init_train_state
 from training.config import PretrainConfig, validate_config
 from training.distributed import single_process
@@ -95,6 +96,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRM_SUDOKU = dict(arch_file="trm", global_batch_size=768, seq_len=81, vocab_size=11, num_puzzle_identifiers=1,
                   lr=1e-4, puzzle_emb_lr=1e-4, weight_decay=1.0, puzzle_emb_weight_decay=1.0, ema=True,
                   arch=dict(L_layers=2, H_cycles=3, L_cycles=6))
+
+URM_RUN = dict(arch_file="urm", ema=True, arch=dict(loops=16, H_cycles=2, L_cycles=6, num_layers=4))
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Small enough for a CPU: a 4x4-Sudoku-like shape.
@@ -116,6 +119,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # TRM's ARC-AGI run per GPU (768 global over 4 GPUs), L_cycles 4, ~1M puzzle identifiers.
     "trm-arc": dict(arch_file="trm", global_batch_size=192, seq_len=900, vocab_size=12, num_puzzle_identifiers=1_000_001,
                     ema=True, arch=dict(L_layers=2, H_cycles=3, L_cycles=4)),
+    # URM's published runs (its scripts): ARC-AGI-1 at 768 over 8 GPUs (96 per GPU), ~1M puzzle identifiers
+    # (ARC-AGI-1 with ConceptARC, 1000 augmentations); Sudoku at 128 over 8 GPUs (16 per GPU). EMA on in both;
+    # ARC-AGI-2's run is the ARC-AGI-1 shape with use_muon (--muon).
+    "urm-arc1": {**URM_RUN, "global_batch_size": 96, "seq_len": 900, "vocab_size": 12,
+                 "num_puzzle_identifiers": 1_000_001},
+    "urm-sudoku": {**URM_RUN, "global_batch_size": 16, "seq_len": 81, "vocab_size": 11, "num_puzzle_identifiers": 1,
+                   "lr": 1e-4, "puzzle_emb_lr": 1e-4, "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0},
 }
 
 DATA_KEYS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
@@ -170,63 +180,22 @@ def build_config(preset: str, device: str, compile_model: bool, batch_size: Opti
 # FLOPs
 
 
-def swiglu_inner(hidden_size: int, expansion: float) -> int:
-    """Inner width of models.layers.SwiGLU: round(expansion·hidden·2/3), rounded up to a multiple of 256."""
-    inner = round(expansion * hidden_size * 2 / 3)
-    return -(inner // -256) * 256
-
-
-def block_flops(batch_size: int, total_len: int, hidden_size: int, expansion: float, mlp_t: bool) -> int:
-    """Matmul FLOPs of one block on a batch (see the module docstring)."""
-    B, S, h = batch_size, total_len, hidden_size
-    channel = 2 * S * h * 3 * swiglu_inner(h, expansion)
-    if mlp_t:
-        mix = 2 * h * S * 3 * swiglu_inner(S, expansion)
-    else:
-        mix = 2 * S * h * 4 * h + 2 * 2 * S * S * h
-    return B * (channel + mix)
-
-
-# (calls of L, calls of H, calls of L with gradient, calls of H with gradient) in one segment, per core.
-MODULE_CALLS = {
-    "hrm": lambda H_cycles, L_cycles: (H_cycles * L_cycles, H_cycles, 1, 1),
-    "trm": lambda H_cycles, L_cycles: (H_cycles * (L_cycles + 1), 0, L_cycles + 1, 0),
-}
-
-
-def core_of(model) -> str:
-    """The MODULE_CALLS key of an ACT model."""
-    if isinstance(model, TinyRecursiveReasoningModel_ACTV1):
-        return "trm"
-    if isinstance(model, HierarchicalReasoningModel_ACTV1):
-        return "hrm"
-    raise ValueError(f"no FLOP formula for {type(model).__name__}")
-
-
-def flop_breakdown(batch_size: int, seq_len: int, vocab_size: int, hidden_size: int, expansion: float,
-                   puzzle_emb_ndim: int, H_layers: int, L_layers: int, H_cycles: int, L_cycles: int,
-                   core: str = "hrm", mlp_t: bool = False, puzzle_emb_len: int = 0, no_ACT_continue: bool = False,
-                   **_ignored) -> Dict[str, int]:
-    """Matmul FLOPs of one training step (see the module docstring), with the terms that make it up."""
-    B, h, V = batch_size, hidden_size, vocab_size
-    S = seq_len + (puzzle_emb_len if puzzle_emb_len > 0 else -(puzzle_emb_ndim // -h))
-    block = block_flops(B, S, h, expansion, mlp_t)
-    f_l, f_h = L_layers * block, H_layers * block
-    heads = 2 * B * S * h * V + 2 * B * h * 2
-    l_calls, h_calls, l_grad, h_grad = MODULE_CALLS[core](H_cycles, L_cycles)
-    segment = l_calls * f_l + h_calls * f_h + heads
-    grad_forward = l_grad * f_l + h_grad * f_h + heads
-    no_grad = segment - grad_forward
-    target_q_segment = 0 if no_ACT_continue else segment
-    step = no_grad + 3 * grad_forward + target_q_segment
-    return dict(block=block, L_call=f_l, H_call=f_h, heads=heads, segment=segment, no_grad=no_grad,
-                grad_forward=grad_forward, grad_backward=2 * grad_forward, target_q_segment=target_q_segment,
-                step=step)
+def flop_breakdown(model, batch_size: int) -> Dict[str, int]:
+    """Matmul FLOPs of one training step of an ACT model on `batch_size` rows (see the module docstring), with
+    the terms that make it up. The core lists its module calls per segment (models/act.py `segment_calls`) and each
+    block part counts its own FLOPs (models/layers.py), so any core is counted without a formula of its own."""
+    segment = model.inner.segment_flops(batch_size)
+    grad_forward = segment["grad"] + segment["heads"]
+    whole_segment = segment["no_grad"] + grad_forward
+    target_q_segment = 0 if model.config.no_ACT_continue else whole_segment
+    step = segment["no_grad"] + 3 * grad_forward + target_q_segment
+    return dict(heads=segment["heads"], segment=whole_segment, no_grad=segment["no_grad"], grad_forward=grad_forward,
+                grad_backward=2 * grad_forward, target_q_segment=target_q_segment, step=step)
 
 
 def flops_per_step(model) -> int:
-    """FLOPs of one training step of an ACT model (HRM or TRM), from its config."""
-    return flop_breakdown(**model.config.model_dump(), core=core_of(model))["step"]
+    """FLOPs of one training step of an ACT model, at the batch size it was built for."""
+    return flop_breakdown(model, model.config.batch_size)["step"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -468,7 +437,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     compile_model = args.compile if args.compile is not None else (device.type == "cuda" or bool(args.compile_mode))
     config, metadata = build_config(args.preset, str(device), compile_model, batch_size=args.batch_size,
                                     dtype=args.dtype, num_puzzle_ids=args.num_puzzle_ids,
-                                    overrides=dict(ema=True) if args.ema else None)
+                                    overrides={**(dict(ema=True) if args.ema else {}),
+                                               **(dict(use_muon=True) if args.muon else {})})
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -479,7 +449,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     mark = step_marker(args.compile_mode)
     model_config = state.model.model_config
     forward_dtype = getattr(torch, model_config.forward_dtype)
-    flops = flop_breakdown(**model_config.model_dump(), core=core_of(state.model.model))
+    flops = flop_breakdown(state.model.model, config.global_batch_size)
     batches = make_batches(config, metadata, count=args.num_batches, pin=device.type == "cuda" and not args.pageable)
     variants = {variant_name(n): with_log_interval(config, n) for n in args.log_intervals}
 
@@ -516,7 +486,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     head_name = next(iter(results))
     head = results[head_name]
-    dense_opt = state.optimizers[-1]
+    dense = [opt for opt in state.optimizers if type(opt).__module__ != "models.sparse_embedding"]
     summary = dict(
         steps_per_s=head["steps_per_s"], samples_per_s=head["samples_per_s"], tokens_per_s=head["tokens_per_s"],
         peak_mem_gib=head["peak_mem_gib"], mfu=head["mfu"], device=str(device), device_name=name,
@@ -527,7 +497,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         ema=bool(getattr(config, "ema", False)), forward_dtype=model_config.forward_dtype,
         batch_size=config.global_batch_size, seq_len=model_config.seq_len,
         num_puzzle_identifiers=model_config.num_puzzle_identifiers, sdpa_backend=args.sdpa_backend,
-        optimizer=f"{type(dense_opt).__module__}.{type(dense_opt).__name__}",
+        optimizer=" + ".join(f"{type(opt).__module__}.{type(opt).__name__}" for opt in dense),
         host_batches="pageable" if args.pageable or device.type != "cuda" else "pinned",
         parameters=sum(p.numel() for p in state.model.parameters()),
         flops_per_step=flops["step"], flop_breakdown=flops, peak_flops=peak["peak_flops"],
@@ -641,6 +611,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--sdpa-backend", choices=("auto", "flash_attention", "efficient_attention", "cudnn_attention",
                                               "math"), default="auto")
     p.add_argument("--ema", action="store_true", help="train with the weight EMA on (config ema=true)")
+    p.add_argument("--muon", action="store_true", help="train with Muon (config use_muon=true; URM's ARC-AGI-2)")
     p.add_argument("--pageable", action="store_true", help="CUDA: feed pageable (not pinned) host batches")
     p.add_argument("--num-batches", type=int, default=4, help="distinct synthetic batches, cycled")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")

@@ -1,20 +1,24 @@
 """The machinery every recursive reasoning model here shares: config, embeddings, heads, blocks, ACT wrapper.
 
-HRM (Wang et al. 2025) and TRM (Jolicoeur-Martineau 2025) differ only in their *recursion core*: which networks
-update the latent and the answer states, how often, and which of those calls get gradients. Everything around it
-is common and lives here:
+HRM (Wang et al. 2025), TRM (Jolicoeur-Martineau 2025) and URM (Gao et al. 2025) differ only in their *recursion
+core*: which states they carry, which networks update them, how often, and which of those calls get gradients.
+Everything around it is common and lives here:
 
-  * `ReasoningConfig`: the model config's shared fields and checks (a core's config subclasses it);
-  * `ReasoningBlock` / `ReasoningModule`: the post-norm block (attention, or TRM's `mlp_t` token mixer) and a
-    stack of blocks with its input injection;
+  * `ReasoningConfig`: the model config's shared fields and checks (a core's config subclasses it, naming its
+    depth and its segment limit `max_segments`; `LayeredConfig` holds HRM's and TRM's names for them);
+  * `ReasoningBlock` / `ReasoningModule`: the post-norm block (attention, or TRM's `mlp_t` token mixer; SwiGLU or
+    another channel MLP) and a stack of blocks with its input injection;
   * `RecursiveReasoningInner`: input embedding (tokens, the puzzle-embedding prefix, positions), the initial
-    states H_init / L_init, the LM and Q heads, and one segment around the core's `recurse`;
+    states the core declares, the LM and Q heads, and one segment around the core's `recurse`;
   * `RecursiveReasoningACT`: the ACT wrapper (carry, reset of halted rows, halting rules, exploration, the optional
     Q-learning target) and the interface the trainer uses (`sparse_embeddings`, `rng_state`, `config`).
 
-A new recursion core is one small file: a config subclass, an inner subclass that builds its levels and
-implements `recurse`, and an ACT subclass naming both (see models/hrm/hrm_act_v1.py, models/recursive_reasoning/
-trm.py).
+A new recursion core is one small file and one config/arch/*.yaml: a config subclass, an inner subclass that
+declares its latent states (`latent_states`, `answer_state`, `noise_state`), builds its modules, implements
+`recurse` and lists its module calls per segment (`segment_calls`, for the FLOP count), and an ACT subclass naming
+both (models/hrm/hrm_act_v1.py, models/recursive_reasoning/trm.py, models/urm/urm.py). Nothing else changes: the
+trainer, test-time compute and the benchmark read only this contract (tests/models/test_contract.py checks every
+core against it).
 """
 import math
 from dataclasses import dataclass
@@ -48,8 +52,6 @@ class ReasoningConfig(pydantic.BaseModel):
     puzzle_emb_len: int = pydantic.Field(0, ge=0)
     H_cycles: int = pydantic.Field(gt=0)
     L_cycles: int = pydantic.Field(gt=0)
-    H_layers: int = pydantic.Field(ge=0)
-    L_layers: int = pydantic.Field(gt=0)
     hidden_size: int = pydantic.Field(gt=0)
     expansion: float = pydantic.Field(gt=0)
     num_heads: int = pydantic.Field(gt=0)
@@ -58,7 +60,6 @@ class ReasoningConfig(pydantic.BaseModel):
     mlp_t: bool = False
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    halt_max_steps: int = pydantic.Field(gt=0)
     halt_exploration_prob: float = pydantic.Field(ge=0.0, le=1.0)
     # Halting rule in training: True halts where q_halt > 0 (TRM, no continue target); False where
     # q_halt > q_continue, with the Q-learning target from one more segment (HRM).
@@ -84,6 +85,11 @@ class ReasoningConfig(pydantic.BaseModel):
         return self
 
     @property
+    def max_segments(self) -> int:
+        """ACT segments per puzzle at most; evaluation runs exactly these. Each core names it."""
+        raise NotImplementedError
+
+    @property
     def prefix_len(self) -> int:
         """Positions in front of the tokens that hold the puzzle embedding."""
         if self.puzzle_emb_len > 0:
@@ -101,6 +107,18 @@ class ReasoningConfig(pydantic.BaseModel):
 InnerCarry = Dict[str, torch.Tensor]
 
 
+class LayeredConfig(ReasoningConfig):
+    """The names HRM's and TRM's configs share: the depth of their H and L modules, and halt_max_steps."""
+
+    H_layers: int = pydantic.Field(ge=0)
+    L_layers: int = pydantic.Field(gt=0)
+    halt_max_steps: int = pydantic.Field(gt=0)
+
+    @property
+    def max_segments(self) -> int:
+        return self.halt_max_steps
+
+
 @dataclass
 class ACTCarry:
     inner_carry: InnerCarry
@@ -116,7 +134,7 @@ class ReasoningBlock(nn.Module):
     transposed to (batch, hidden, tokens), mixed and normalised over the tokens, and transposed back.
     """
 
-    def __init__(self, config: ReasoningConfig):
+    def __init__(self, config: ReasoningConfig, mlp_class: type = SwiGLU):
         super().__init__()
         self.norm_eps = config.rms_norm_eps
         self.token_mlp = config.mlp_t
@@ -124,7 +142,7 @@ class ReasoningBlock(nn.Module):
             self.mlp_t = SwiGLU(config.total_len, config.expansion)
         else:
             self.self_attn = Attention(config.hidden_size, config.num_heads, causal=config.causal)
-        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+        self.mlp = mlp_class(config.hidden_size, config.expansion)
 
     def forward(self, hidden_states: torch.Tensor, cos_sin: Optional[CosSin]) -> torch.Tensor:
         if self.token_mlp:
@@ -133,6 +151,11 @@ class ReasoningBlock(nn.Module):
         else:
             hidden_states = rms_norm(hidden_states + self.self_attn(hidden_states, cos_sin), self.norm_eps)
         return rms_norm(hidden_states + self.mlp(hidden_states), self.norm_eps)
+
+    def flops(self, batch: int, seq: int) -> int:
+        hidden = self.mlp.down_proj.weight.shape[0]
+        mix = self.mlp_t.flops(batch, hidden) if self.token_mlp else self.self_attn.flops(batch, seq)
+        return mix + self.mlp.flops(batch, seq)
 
 
 class ReasoningModule(nn.Module):
@@ -148,6 +171,9 @@ class ReasoningModule(nn.Module):
         for layer in self.layers:
             hidden_states = layer(hidden_states, cos_sin)
         return hidden_states
+
+    def flops(self, batch: int, seq: int) -> int:
+        return sum(layer.flops(batch, seq) for layer in self.layers)
 
 
 class RecursiveReasoningInner(nn.Module):
@@ -213,6 +239,20 @@ class RecursiveReasoningInner(nn.Module):
     def recurse(self, states: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]) -> InnerCarry:
         """One segment's recursion from the carried states and the input embedding -> the new states."""
         raise NotImplementedError
+
+    def segment_calls(self) -> List[Tuple[nn.Module, int, int]]:
+        """What `recurse` calls in one segment: (module, calls without gradient, calls with gradient), each module
+        with a `flops(batch, seq)` (the throughput benchmark counts FLOPs from these)."""
+        raise NotImplementedError
+
+    def segment_flops(self, batch: int) -> Dict[str, int]:
+        """Matmul FLOPs of one segment on `batch` rows: the calls without gradient, those with gradient, and the
+        heads (lm_head on every position, q_head on the first)."""
+        seq = self.config.total_len
+        calls = self.segment_calls()
+        heads = self.lm_head.flops(batch * seq) + self.q_head.flops(batch)
+        return {"no_grad": sum(n * module.flops(batch, seq) for module, n, _ in calls),
+                "grad": sum(n * module.flops(batch, seq) for module, _, n in calls), "heads": heads}
 
     # -- shared ------------------------------------------------------------------------------------------------
 
@@ -303,7 +343,7 @@ class RecursiveReasoningACT(nn.Module):
         """Exploration: with probability halt_exploration_prob a row must run at least U{2..max} segments."""
         gen = self.exploration_generator()
         explore = torch.rand(steps.shape, generator=gen, device=steps.device) < self.config.halt_exploration_prob
-        min_steps = torch.randint(2, self.config.halt_max_steps + 1, steps.shape, generator=gen, device=steps.device,
+        min_steps = torch.randint(2, self.config.max_segments + 1, steps.shape, generator=gen, device=steps.device,
                                   dtype=steps.dtype)
         return explore * min_steps
 
@@ -324,7 +364,7 @@ class RecursiveReasoningACT(nn.Module):
 
     def forward(self, carry: ACTCarry, batch: Batch, halt_on_q: bool = False, max_steps: Optional[int] = None,
                 latent_noise: Optional[torch.Tensor] = None) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
-        """One segment. In evaluation, rows run halt_max_steps segments (`max_steps` to run more or fewer), or with
+        """One segment. In evaluation, rows run max_segments segments (`max_steps` to run more or fewer), or with
         `halt_on_q` stop as soon as their Q head says halt (adaptive inference). `latent_noise` (rows, positions,
         hidden) is added to the core's `noise_state` before the segment (test-time trajectories)."""
         halted = carry.halted
@@ -341,12 +381,12 @@ class RecursiveReasoningACT(nn.Module):
 
         with torch.no_grad():
             steps = steps + 1
-            is_last_step = steps >= (max_steps or self.config.halt_max_steps)
+            is_last_step = steps >= (max_steps or self.config.max_segments)
             halted = is_last_step
-            # Evaluation runs halt_max_steps segments by default, so batches are comparable and static in shape.
+            # Evaluation runs max_segments segments by default, so batches are comparable and static in shape.
             if halt_on_q and not self.training:
                 halted = halted | self._wants_halt(q_halt_logits, q_continue_logits)
-            if self.training and self.config.halt_max_steps > 1:
+            if self.training and self.config.max_segments > 1:
                 halted = halted | self._wants_halt(q_halt_logits, q_continue_logits)
                 halted = halted & (steps >= self._exploration_min_steps(steps))
 

@@ -21,6 +21,8 @@ except ImportError:  # no compiled backend on this machine (the usual case off C
 
 
 class AdamATan2(torch.optim.Optimizer):
+    keeps_int_steps = True  # `step` is an int in its state (the fused package keeps a tensor; checkpoints convert)
+
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 1e-2):
         if lr < 0:

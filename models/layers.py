@@ -1,4 +1,8 @@
-"""Transformer building blocks of HRM (docs/DESIGN.md §3): casted linear/embedding, rotary embedding, attention, SwiGLU.
+"""Transformer building blocks (docs/DESIGN.md §3): casted linear/embedding, rotary embedding, attention, SwiGLU and
+URM's SwiGLU with a short convolution over the sequence.
+
+Each block part counts its own matmul FLOPs (`flops`, 2·m·n·k per matmul, as torch's FLOP counter does), so that
+the throughput benchmark counts any model built from them without a formula per model.
 
 Parameters are kept in fp32 (the optimizer's master copy) and cast to the activations' dtype in the forward, so
 the forward can run in bfloat16 on GPUs without a separate mixed-precision wrapper.
@@ -25,6 +29,12 @@ except ImportError:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(value // -multiple) * multiple
+
+
+def swiglu_inner(hidden_size: int, expansion: float) -> int:
+    """The gated MLPs' inner width: round(expansion · hidden · 2/3), rounded up to a multiple of 256 (keeps matmuls
+    aligned)."""
+    return _round_up(round(expansion * hidden_size * 2 / 3), 256)
 
 
 def rms_norm(hidden_states: torch.Tensor, eps: float) -> torch.Tensor:
@@ -63,6 +73,11 @@ class CastedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, self.weight.to(x.dtype), bias)
+
+    def flops(self, rows: int) -> int:
+        """FLOPs of one forward on `rows` input vectors."""
+        out_features, in_features = self.weight.shape
+        return 2 * rows * in_features * out_features
 
 
 class CastedEmbedding(nn.Module):
@@ -123,16 +138,52 @@ class Attention(nn.Module):
                                                  is_causal=self.causal).transpose(1, 2)
         return self.o_proj(out.reshape(batch, seq, hidden))
 
+    def flops(self, batch: int, seq: int) -> int:
+        """The projections, and QK^T and AV over all heads (2·seq²·head_dim each, per head)."""
+        hidden = self.num_heads * self.head_dim
+        return self.qkv_proj.flops(batch * seq) + self.o_proj.flops(batch * seq) + 2 * 2 * batch * seq * seq * hidden
+
 
 class SwiGLU(nn.Module):
     """Gated MLP. Inner width 2/3·expansion·hidden rounded up to a multiple of 256 (keeps matmuls aligned)."""
 
     def __init__(self, hidden_size: int, expansion: float):
         super().__init__()
-        inner = _round_up(round(expansion * hidden_size * 2 / 3), 256)
+        inner = swiglu_inner(hidden_size, expansion)
         self.gate_up_proj = CastedLinear(hidden_size, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)
+
+    def flops(self, batch: int, seq: int) -> int:
+        """On (batch, seq, width) inputs (TRM's mlp_t: seq is the hidden axis, width the tokens)."""
+        return self.gate_up_proj.flops(batch * seq) + self.down_proj.flops(batch * seq)
+
+
+class ConvSwiGLU(nn.Module):
+    """URM's gated MLP with a short convolution over the sequence: a = silu(gate)·up; a depthwise Conv1d along the
+    positions (kernel 2, one step of padding each side, with bias), of which the first seq outputs are kept (so
+    position t mixes a[t - 1] and a[t]), then silu; down_proj. The convolution runs in the activations' dtype; its
+    weights are kept in fp32 like the others (a checkpoint with bf16 ones, as URM's trainer saves, loads)."""
+
+    def __init__(self, hidden_size: int, expansion: float, kernel_size: int = 2):
+        super().__init__()
+        inner = swiglu_inner(hidden_size, expansion)
+        self.gate_up_proj = CastedLinear(hidden_size, 2 * inner, bias=False)
+        self.dwconv = nn.Conv1d(inner, inner, kernel_size, padding=kernel_size // 2, groups=inner, bias=True)
+        self.down_proj = CastedLinear(inner, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        mixed = (F.silu(gate) * up).transpose(1, 2)  # (batch, inner, seq): the convolution runs along the sequence
+        conv = F.conv1d(mixed, self.dwconv.weight.to(mixed.dtype), self.dwconv.bias.to(mixed.dtype),
+                        padding=self.dwconv.padding, groups=self.dwconv.groups)
+        return self.down_proj(F.silu(conv[..., :x.shape[1]]).transpose(1, 2))
+
+    def flops(self, batch: int, seq: int) -> int:
+        """The projections and the convolution (2·kernel per output value, over the padded length)."""
+        kernel, padding = self.dwconv.kernel_size[0], self.dwconv.padding[0]
+        conv_outputs = batch * self.dwconv.out_channels * (seq + 2 * padding - kernel + 1)
+        return self.gate_up_proj.flops(batch * seq) + self.down_proj.flops(batch * seq) + 2 * kernel * conv_outputs

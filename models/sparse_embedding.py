@@ -25,6 +25,9 @@ class CastedSparseEmbedding(nn.Module):
         self.local_weights = nn.Buffer(torch.zeros(batch_size, embedding_dim, requires_grad=True),
                                        persistent=False)
         self.local_ids = nn.Buffer(torch.zeros(batch_size, dtype=torch.int32), persistent=False)
+        # With gradient accumulation a step's batch arrives as micro-batches: each fills its own slice of the local
+        # rows (the trainer sets where), so the optimizer sees the whole batch's rows and gradients at once.
+        self.row_offset = 0
 
     def _apply(self, fn, recurse=True):
         # Moving a buffer that requires grad (`.to(device)`) yields a non-leaf copy whose .grad would never be
@@ -34,15 +37,16 @@ class CastedSparseEmbedding(nn.Module):
         return self
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not self.training or not torch.is_grad_enabled():  # no gradient to collect (evaluation, HRM's Q target)
             return self.weights[ids].to(self.cast_to)
-        if ids.shape[0] != self.local_weights.shape[0]:
-            raise ValueError(f"training batch has {ids.shape[0]} rows but the puzzle embedding was built for "
-                             f"batch_size={self.local_weights.shape[0]}")
+        start, rows, size = self.row_offset, ids.shape[0], self.local_weights.shape[0]
+        if size % rows or start + rows > size:
+            raise ValueError(f"training batch has {rows} rows (at row {start}) but the puzzle embedding was built "
+                             f"for batch_size={size}, filled by whole micro-batches")
         with torch.no_grad():
-            self.local_weights.copy_(self.weights[ids])
-            self.local_ids.copy_(ids)
-        return self.local_weights.to(self.cast_to)
+            self.local_weights[start:start + rows].copy_(self.weights[ids])
+            self.local_ids[start:start + rows].copy_(ids)
+        return self.local_weights[start:start + rows].to(self.cast_to)
 
 
 class CastedSparseEmbeddingSignSGD_Distributed(torch.optim.Optimizer):

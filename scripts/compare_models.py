@@ -1,6 +1,6 @@
-"""HRM against TRM on CPU-sized tasks at the same CPU-time budget: held-out exact accuracy per model, task, seed.
+"""HRM, TRM and URM on CPU-sized tasks at the same CPU-time budget: held-out exact accuracy per model, task, seed.
 
-    python scripts/compare_models.py --tasks demo minimal     # 5 models x 2 tasks x 3 seeds, 240 CPU-s each
+    python scripts/compare_models.py --tasks demo minimal     # 7 models x 2 tasks x 3 seeds, 240 CPU-s each
     python scripts/compare_models.py --models hrm trm-mlp --tasks demo --seeds 0 --budget 60
 
 Each model is the CPU demo's preset (config/demo.yaml) with the overrides in MODELS (trm-mlp-small is the demo).
@@ -41,7 +41,15 @@ MODELS: Dict[str, List[str]] = {
     # The demo's smaller recursion (one layer, 2 cycles of 3 latent updates): 3-4x the steps in the same time.
     "trm-att-small": ["arch.mlp_t=false", "arch.pos_encodings=learned"],
     "trm-mlp-small": [],
+    # URM at the demo's width: one stack of 2 blocks (attention with rotary positions, ConvSwiGLU), 2 cycles of 2
+    # passes (the first cycle without gradient), 2 segments: the demo TRM's 8 block calls per segment, 4 with
+    # gradient. The demo's HRM/TRM-only keys are removed (`~`), as URM refuses them.
+    "urm-small": ["arch=urm", "~arch.H_layers", "~arch.L_layers", "~arch.halt_max_steps", "arch.mlp_t=false",
+                  "arch.num_layers=2", "arch.H_cycles=2", "arch.L_cycles=2", "arch.loops=2",
+                  "arch.pos_encodings=rope"],
 }
+# The same URM trained with Muon (URM's ARC-AGI-2 optimizer) in place of AdamATan2, at the same learning rate.
+MODELS["urm-small-muon"] = MODELS["urm-small"] + ["use_muon=true"]
 TASKS = {
     "demo": os.path.join("data", "sudoku6-demo"),
     "minimal": os.path.join("data", "sudoku6-minimal"),

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> test_time settings as a function of the run's halt_max_steps.
+# name -> test_time settings as a function of the run's segment limit (halt_max_steps; URM's loops).
 SETTINGS: Dict[str, Callable[[int], dict]] = {
     "plain": lambda halt: {},
     "segments x4": lambda halt: {"segments": 4 * halt},
@@ -48,7 +48,7 @@ def evaluate_checkpoint(checkpoint: str, settings: Sequence[str], rows: int) -> 
 
     info = single_process(torch.device("cpu"))
     run = load_trained(checkpoint, info, device="cpu", compile=False)
-    halt = run.model.model_config.halt_max_steps
+    halt = run.model.model_config.max_segments
     results = []
     for name in settings:
         test_time = SETTINGS[name](halt)

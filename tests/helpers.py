@@ -185,6 +185,16 @@ def as_trm(overrides: Sequence[str], mlp_t: bool = False):
     return kept + trm + (["arch.mlp_t=true", "arch.pos_encodings=none"] if mlp_t else [])
 
 
+def as_urm(overrides: Sequence[str]):
+    """The same small pretrain.py run with URM: arch=urm, one stack of 2 blocks, 2 cycles of 2 passes, the
+    segment limit of the run's halt_max_steps as loops; rotary positions (URM's)."""
+    limit = next((o.split("=", 1)[1] for o in overrides if o.startswith("arch.halt_max_steps=")), "3")
+    dropped = ("arch.H_layers=", "arch.L_layers=", "arch.H_cycles=", "arch.L_cycles=", "arch.halt_max_steps=",
+               "arch.pos_encodings=")
+    kept = [o for o in overrides if not o.startswith(dropped)]
+    return kept + ["arch=urm", "arch.num_layers=2", "arch.H_cycles=2", "arch.L_cycles=2", f"arch.loops={limit}"]
+
+
 def random_act_batch(seed: int = 0, batch_size: int = 3, seq_len: int = 6, vocab_size: int = 7,
                      num_puzzle_identifiers: int = 5) -> Dict[str, torch.Tensor]:
     """A batch for a tiny ACT model: random tokens in [1, vocab_size), random identifiers, from `seed`."""

@@ -127,8 +127,8 @@ class LoadedModel:
         return self.run.metadata.blank_identifier_id
 
     @property
-    def halt_max_steps(self) -> int:
-        return self.run.model.model_config.halt_max_steps
+    def max_segments(self) -> int:
+        return self.run.model.model_config.max_segments
 
 
 def _metadata_from_checkpoint(state: Dict[str, torch.Tensor], seq_len: Optional[int]) -> PuzzleDatasetMetadata:
@@ -212,7 +212,7 @@ def _test_time(config: SolveConfig, loaded: LoadedModel, augmentations: int,
 
 
 def _segments(config: SolveConfig, loaded: LoadedModel) -> int:
-    return config.test_time.segments or loaded.halt_max_steps
+    return config.test_time.segments or loaded.max_segments
 
 
 # ---------------------------------------------------------------------------------------------------------------

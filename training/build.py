@@ -9,8 +9,10 @@ from torch import nn
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
 from models.adam_atan2 import build_adam_atan2
+from models.muon import MatchedAdamW, Muon
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
-from training.checkpoint_files import load_model_state_dict, load_weights
+from training.checkpoint_files import (CheckpointError, load_model_state_dict, load_trainer_optimizer_states,
+                                       load_weights)
 from training.config import PretrainConfig, eval_batch_size
 from training.distributed import DistInfo, broadcast_module
 from training.ema import ModelEMA
@@ -95,7 +97,7 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
 
     if config.load_checkpoint is not None:
         load_weights(model, load_model_state_dict(config.load_checkpoint), config.load_checkpoint,
-                     resize_puzzle_emb=True)
+                     resize_puzzle_emb=True, strict=config.load_strict)
     if config.freeze_weights:
         if not model.sparse_embeddings():
             raise ConfigError("freeze_weights=true trains only the puzzle embeddings, but this model has none "
@@ -111,18 +113,24 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
 
 
 def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo) -> Optimizers:
-    """Sparse SignSGD for each puzzle-embedding table, AdamATan2 for the dense parameters that train; each with
-    its base learning rate (the schedule sets the rate of every step)."""
+    """Sparse SignSGD for each puzzle-embedding table; for the dense parameters that train, AdamATan2, or with
+    use_muon Muon for the 2-D ones and AdamW for the rest (URM's; in that order, as URM's trainer groups them).
+    Each has its base learning rate; the schedule sets the rate of every step."""
     optimizers = []
     for table in model.sparse_embeddings():
         optimizers.append((CastedSparseEmbeddingSignSGD_Distributed(
             table.buffers(), world_size=info.world_size, lr=0.0, weight_decay=config.puzzle_emb_weight_decay),
             config.puzzle_emb_lr))
     dense = [p for p in model.parameters() if p.requires_grad]
-    if dense:  # none with freeze_weights
-        optimizers.append((build_adam_atan2(dense, lr=0.0, betas=(config.beta1, config.beta2),
-                                            weight_decay=config.weight_decay, on_cuda=is_cuda(info.device)),
-                           config.lr))
+    betas = (config.beta1, config.beta2)
+    if config.use_muon:
+        optimizers.append((Muon([p for p in dense if p.ndim == 2], weight_decay=config.weight_decay), config.lr))
+        others = [p for p in dense if p.ndim != 2]
+        if others:
+            optimizers.append((MatchedAdamW(others, betas=betas, weight_decay=config.weight_decay), config.lr))
+    elif dense:  # none with freeze_weights
+        optimizers.append((build_adam_atan2(dense, lr=0.0, betas=betas, weight_decay=config.weight_decay,
+                                            on_cuda=is_cuda(info.device)), config.lr))
     return Optimizers(optimizers)
 
 
@@ -160,12 +168,29 @@ def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> in
     return steps
 
 
+def load_trainer_optimizers(optimizers: Optimizers, path: str) -> None:
+    """The optimizer states of a URM trainer checkpoint (load_optimizer_state), when it holds them; a model file
+    has none, and nothing changes."""
+    states = load_trainer_optimizer_states(path)
+    if states is None:
+        return
+    if len(states) != len(optimizers):
+        raise CheckpointError(f"{path} holds {len(states)} optimizer states and this run has {len(optimizers)} "
+                              f"optimizers: use_muon must be as in the run that wrote it, or set "
+                              f"load_optimizer_state=false")
+    optimizers.load_state_dict(states)
+    print(f"note: optimizer states loaded from {path} (load_optimizer_state=false to start them afresh)")
+
+
 def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo,
                      total_steps: int) -> TrainState:
     """Model, optimizers, schedule, EMA and empty carry of a new run of `total_steps` steps (the schedule's
     length)."""
     model = create_model(config, metadata, info)
-    return TrainState(model=model, optimizers=create_optimizers(config, model, info),
+    optimizers = create_optimizers(config, model, info)
+    if config.load_checkpoint is not None and config.load_optimizer_state:
+        load_trainer_optimizers(optimizers, config.load_checkpoint)
+    return TrainState(model=model, optimizers=optimizers,
                       schedule=Schedule(total_steps, config.lr_warmup_steps, config.lr_min_ratio), carry=Carry(),
                       metrics=PendingMetrics(), rng=RNG(model, info.device),
                       ema=ModelEMA(model, config.ema_rate) if config.ema else None)

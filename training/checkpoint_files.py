@@ -24,6 +24,8 @@ from utils.errors import UserError
 
 COMPILED_PREFIX = "_orig_mod."  # torch.compile'd modules prefix their state-dict keys with this
 PUZZLE_EMB_KEY_SUFFIX = "puzzle_emb.weights"  # the sparse puzzle-embedding table (rows = puzzle identifiers)
+# URM's trainer saves {"step", "model_state_dict", "optimizer_states", "rng_state", ...} in one file.
+URM_MODEL_KEY, URM_OPTIMIZERS_KEY = "model_state_dict", "optimizer_states"
 TRAIN_STATE_SUFFIX = ".state"
 RANK_SHARD_SUFFIX = ".rank"
 _CHECKPOINT_NAME = re.compile(r"^step_(\d+)$")
@@ -92,17 +94,28 @@ def load_torch_file(path: str, mmap: bool = False):
 
 
 def load_model_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Load a model state dict (ours or a published one), without any `_orig_mod.` prefix. `path` is a file or an
-    hf://OWNER/REPO/FILE reference, downloaded into the hub cache first."""
+    """Load a model state dict (ours, a published one, or the model part of URM's trainer checkpoints), without
+    any `_orig_mod.` prefix. `path` is a file or an hf://OWNER/REPO/FILE reference, downloaded into the hub cache
+    first."""
     state = load_torch_file(hub.resolve(path))
+    if isinstance(state, dict) and URM_MODEL_KEY in state:
+        state = state[URM_MODEL_KEY]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint file {path} does not hold a model state dict")
     return {k.removeprefix(COMPILED_PREFIX): v for k, v in state.items()}
 
 
+def load_trainer_optimizer_states(path: str) -> Optional[List[dict]]:
+    """The optimizer states a URM trainer checkpoint holds beside its model (None for a model file)."""
+    state = load_torch_file(hub.resolve(path), mmap=True)
+    return state.get(URM_OPTIMIZERS_KEY) if isinstance(state, dict) and URM_MODEL_KEY in state else None
+
+
 def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str,
-                 resize_puzzle_emb: bool = False) -> None:
-    """Copy `state` into `model`, with one clear message for missing/unexpected keys or shape mismatches.
+                 resize_puzzle_emb: bool = False, strict: bool = True) -> None:
+    """Copy `state` into `model`, with one clear message for missing/unexpected keys or shape mismatches (with
+    `strict` false, those keys are listed in a note and skipped). Values take the model's dtypes (e.g. URM's
+    bfloat16 convolution weights).
 
     With `resize_puzzle_emb` (fine-tuning on new puzzles), a puzzle-embedding table with another number of rows
     is replaced by one whose every row is the mean of the loaded rows: a neutral start for unseen puzzles.
@@ -117,9 +130,13 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str,
             state[key] = value.mean(0, keepdim=True).expand_as(own[key]).clone()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
+    if (missing or unexpected) and strict:
         raise CheckpointError(f"checkpoint {path} does not match the model: missing keys {missing[:5]}, "
                               f"unexpected keys {unexpected[:5]} (is arch.name the one it was trained with?)")
+    if missing or unexpected:
+        print(f"note: load_strict=false: {path} lacks {len(missing)} key(s) of the model {missing[:5]} (they keep "
+              f"their initial values) and has {len(unexpected)} it does not use {unexpected[:5]}")
+        state = {k: v for k, v in state.items() if k in own}
     for key, value in state.items():
         if value.shape != own[key].shape:
             why = ("mlp_t mixes the seq_len + puzzle_emb_len positions, so its weights fit only the sequence "
@@ -128,7 +145,7 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str,
                    "checkpoint's")
             raise CheckpointError(f"checkpoint {path} has {key} of shape {tuple(value.shape)} but this run builds "
                                   f"{tuple(own[key].shape)}: {why}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=strict)
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ from training.errors import TrainingDivergedError
 from training.run_logger import METRICS_FILE, RunLogger
 from training.state import TrainState
 
-FORMAT = 2
+# 1 (no "format" key): flat keys, the carry stored under its class's import path; 2: components; 3: one carry
+# per micro-batch (grad_accum_steps), a list.
+FORMAT = 3
 
 
 def code_version() -> str:
@@ -51,15 +53,17 @@ def _plain_carry(saved: Optional[dict]) -> Optional[dict]:
 
 
 def upgrade(shared: dict, ranks: List[dict]) -> Tuple[dict, List[dict]]:
-    """The shared and per-rank states of a checkpoint in the current layout (those of the first layout moved
-    into their components' places; nothing is computed, so the resume stays exact)."""
-    if shared.get("format") == FORMAT:
-        return shared, ranks
-    shared = {**{k: v for k, v in shared.items() if k not in ("step", "block")}, "format": FORMAT,
-              "schedule": {"step": shared["step"], "block": shared["block"]}}
-    ranks = [{"format": FORMAT, "carry": _plain_carry(r["carry"]),
-              "metrics": {"sums": r["pending_metrics"], "steps": r["pending_steps"]},
-              "rng": {"model": r["model_rng"], "torch": r["torch_rng"], "cuda": r["cuda_rng"]}} for r in ranks]
+    """The shared and per-rank states of a checkpoint in the current layout (older layouts' entries moved into
+    their places; nothing is computed, so the resume stays exact)."""
+    if "format" not in shared:  # the first layout -> 2
+        shared = {**{k: v for k, v in shared.items() if k not in ("step", "block")}, "format": 2,
+                  "schedule": {"step": shared["step"], "block": shared["block"]}}
+        ranks = [{"format": 2, "carry": _plain_carry(r["carry"]),
+                  "metrics": {"sums": r["pending_metrics"], "steps": r["pending_steps"]},
+                  "rng": {"model": r["model_rng"], "torch": r["torch_rng"], "cuda": r["cuda_rng"]}} for r in ranks]
+    if shared["format"] == 2:  # one carry per process -> a list of one
+        shared = {**shared, "format": 3}
+        ranks = [{**r, "format": 3, "carry": None if r["carry"] is None else [r["carry"]]} for r in ranks]
     return shared, ranks
 
 
@@ -163,7 +167,13 @@ def restore_train_state(config: PretrainConfig, state: TrainState, train_loader:
 
     if len(ranks) == info.world_size:
         mine = ranks[info.rank]
-        state.carry.load_state_dict(mine["carry"], info.device)
+        carries = mine["carry"]
+        if carries is not None and len(carries) != config.grad_accum_steps:
+            carries = None  # other micro-batches: their rows start new puzzles
+            if info.rank == 0:
+                print(f"note: {path} was written with grad_accum_steps={len(mine['carry'])}, this run has "
+                      f"{config.grad_accum_steps}: the ACT carries restart, everything else continues exactly")
+        state.carry.load_state_dict(carries, info.device)
         state.metrics.load_state_dict(mine["metrics"], info.device)
         state.rng.load_state_dict(mine["rng"])
     else:

@@ -66,7 +66,7 @@ class TestTimeConfig(pydantic.BaseModel):
     trajectories: int = pydantic.Field(1, ge=1)
     noise_std: float = pydantic.Field(0.0, ge=0)
     noise_at: Literal["init", "segment"] = "init"
-    segments: Optional[int] = pydantic.Field(None, gt=0)  # ACT segments at evaluation; None = halt_max_steps
+    segments: Optional[int] = pydantic.Field(None, gt=0)  # ACT segments at evaluation; None = the model's limit
     filter_invalid: bool = False  # drop candidates that fail the task's check (Sudoku rules, a shortest maze path)
     # "vote": most variants, then the highest mean sigmoid(q_halt); "q_halt": the variant with the highest q_halt.
     select: Literal["vote", "q_halt"] = "vote"
@@ -138,6 +138,10 @@ class PretrainConfig(pydantic.BaseModel):
     compile: Optional[bool] = None   # torch.compile the model; None = on for CUDA, off elsewhere
     logger: Literal["wandb", "none"] = "wandb"  # metrics always also go to <checkpoint_path>/metrics.jsonl
     load_checkpoint: Optional[str] = None  # initialise the weights from a model state dict (e.g. published)
+    # With load_checkpoint (URM's names): every key must match (else missing and unexpected keys are listed and
+    # skipped); and a checkpoint of URM's trainer that holds optimizer states gives them to this run's optimizers.
+    load_strict: bool = True
+    load_optimizer_state: bool = True
     resume: Optional[str] = None     # "latest" (newest intact checkpoint in checkpoint_path) or a step_<N> path
     checkpoint_interval: Optional[int] = pydantic.Field(None, gt=0)  # also checkpoint every N steps
     checkpoint_keep_last: Optional[int] = pydantic.Field(None, gt=0)  # delete older checkpoints; None keeps all
@@ -150,6 +154,12 @@ class PretrainConfig(pydantic.BaseModel):
     ema_rate: float = pydantic.Field(0.999, gt=0, lt=1)
     # Train only the puzzle embeddings (TRM's name): dense weights get no gradient and no optimizer.
     freeze_weights: bool = False
+    # URM's ARC-AGI-2 optimizer: every 2-D dense weight through Muon, the other dense ones through AdamW
+    # (models/muon.py); the puzzle embeddings keep their sparse SignSGD.
+    use_muon: bool = False
+    # Split each process's batch into N micro-batches (each with its own ACT carry), one optimizer step per global
+    # batch: a recipe's global batch on fewer or smaller GPUs.
+    grad_accum_steps: int = pydantic.Field(1, gt=0)
     # Reduce and log training metrics every N steps (their mean over the N steps). Reading metrics makes the
     # host wait for the GPU, so N > 1 keeps it ahead; the NaN/Inf loss check runs at the same interval.
     log_interval: int = pydantic.Field(1, gt=0)
@@ -178,6 +188,18 @@ class PretrainConfig(pydantic.BaseModel):
         if self.global_batch_size % world_size:
             raise ValueError(f"global_batch_size ({self.global_batch_size}) must be divisible by the number of "
                              f"processes ({world_size}); use a multiple of {world_size}")
+        per_process = self.global_batch_size // world_size
+        if per_process % self.grad_accum_steps:
+            raise ValueError(f"grad_accum_steps ({self.grad_accum_steps}) must divide each process's batch "
+                             f"({per_process} = global_batch_size {self.global_batch_size} / {world_size} "
+                             f"process(es)); choose a divisor of {per_process}")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _muon_needs_dense_weights(self):
+        if self.use_muon and self.freeze_weights:
+            raise ValueError("use_muon=true optimizes the dense weights, which freeze_weights=true keeps fixed; "
+                             "set one of them to false")
         return self
 
     @pydantic.model_validator(mode="after")

@@ -18,7 +18,8 @@ def run_to_halt(model: nn.Module, batch: Dict[str, torch.Tensor], return_keys: S
     """Run one evaluation batch through `model` (the loss head) from a fresh carry until every row has halted;
     (metric sums, outputs).
 
-    Default: halt_max_steps segments (`max_steps` to run another number) for all rows; metrics and outputs of the
+    Default: the model's max_segments (halt_max_steps, URM's loops; `max_steps` to run another number) for all
+    rows; metrics and outputs of the
     last one. With `halt_on_q` each row stops when its Q head says halt; the batch keeps running (static shapes)
     until the last row stops, and each row's outputs and accuracy metrics are taken at its own halting segment.
     Finished rows restart on blanked labels so they are never counted twice. Loss sums are not reported then

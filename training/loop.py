@@ -1,7 +1,7 @@
 """The training loop: optimizer steps on global batches, periodic evaluation and checkpoints."""
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -34,20 +34,29 @@ class Services:
 
 def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torch.Tensor], info: DistInfo
                 ) -> Optional[Dict[str, float]]:
-    """One optimizer step on one global batch. Every log_interval steps (and at the last) returns the metrics
-    of those steps reduced over ranks, on rank 0; otherwise None, without waiting for the device."""
+    """One optimizer step on one global batch (in grad_accum_steps micro-batches, each with its own carry). Every
+    log_interval steps (and at the last) returns the metrics of those steps reduced over ranks, on rank 0;
+    otherwise None, without waiting for the device."""
     state.schedule.step += 1
 
-    batch = to_device(batch, info.device)
+    parts = micro_batches(to_device(batch, info.device), config.grad_accum_steps)
     if state.carry.value is None:
-        state.carry.value = state.model.initial_carry(batch)
-    state.carry.value, loss, metrics, _, _ = state.model(carry=state.carry.value, batch=batch, return_keys=())
-    state.metrics.add(metrics)
+        state.carry.value = [state.model.initial_carry(part) for part in parts]
+    tables = state.model.sparse_embeddings()
+    step_metrics: Dict[str, torch.Tensor] = {}
+    for index, part in enumerate(parts):
+        for table in tables:  # this micro-batch's slice of the rows the sparse optimizer updates together
+            table.row_offset = index * part["inputs"].shape[0]
+        state.carry.value[index], loss, metrics, _, _ = state.model(carry=state.carry.value[index], batch=part,
+                                                                     return_keys=())
+        step_metrics = {k: v.detach() + step_metrics.get(k, 0) for k, v in metrics.items()}
+        # Divided by the global batch: the micro-batches' gradients add up to the whole batch's.
+        ((1.0 / config.global_batch_size) * loss).backward()
+    state.metrics.add(step_metrics)
     log_now = state.step % config.log_interval == 0 or state.step == state.schedule.total_steps
     if log_now:  # the step's host syncs, once per interval: this check and the metric reduction below
         check_finite(state.metrics.sums, state.step, config.log_interval, info)
 
-    ((1.0 / config.global_batch_size) * loss).backward()
     all_reduce_gradients(state.model, info.world_size)
     lr = state.optimizers.step(state.schedule)
     if state.ema is not None:
@@ -66,6 +75,14 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
               for k, v in sums.items() if k.endswith("loss") or count > 0}
     logged["train/lr"] = lr  # the last optimizer's (the dense one, unless freeze_weights)
     return logged
+
+
+def micro_batches(batch: Dict[str, torch.Tensor], count: int) -> List[Dict[str, torch.Tensor]]:
+    """The batch as `count` consecutive, equal micro-batches (views)."""
+    if count == 1:
+        return [batch]
+    pieces = {k: v.chunk(count) for k, v in batch.items()}
+    return [{k: chunks[i] for k, chunks in pieces.items()} for i in range(count)]
 
 
 def check_finite(metric_sums: Dict[str, torch.Tensor], step: int, log_interval: int, info: DistInfo) -> None:

@@ -48,6 +48,13 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 _NAME_FLAGS = ("--config-name", "-cn")
 
 
+def plus_means_set(argv: List[str]) -> List[str]:
+    """The original trainers' commands write `+key=value` for keys our config already lists (HRM's and TRM's
+    `+run_name=`, URM's `+checkpoint_path=` and `+ema=True`), which Hydra refuses ("already at"): they are read as
+    `++key=value`, set or add."""
+    return ["+" + arg if arg.startswith("+") and not arg.startswith("++") and "=" in arg else arg for arg in argv]
+
+
 def check_command_line(argv: List[str]) -> None:
     """pretrain.py's overrides composed once before Hydra runs, so that what Hydra itself refuses (a key that is not
     in the config, written without `+`; a malformed override) is one ConfigError line, not Hydra's report. Command
@@ -185,7 +192,9 @@ def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] =
     if unknown:
         print(f"note: ignoring fields of {config_path} unknown to this trainer: {', '.join(unknown)}")
     raw = {k: v for k, v in raw.items() if k in PretrainConfig.model_fields}
-    raw.update(load_checkpoint=None, resume=None)
+    # Micro-batching and the optimizer choice shape training steps only; a caller that answers or adapts starts
+    # from one batch per step (and adapt.py's own optimizers).
+    raw.update(load_checkpoint=None, resume=None, grad_accum_steps=1, use_muon=False)
     if data_path is not None:
         raw.update(data_path=data_path, data_paths=[], data_paths_test=[])
     raw.update(overrides)

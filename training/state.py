@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from models.act import ACTCarry
-from models.adam_atan2 import AdamATan2
 from training.ema import ModelEMA
 from training.schedule import cosine_schedule_with_warmup_lr
 
@@ -94,14 +93,15 @@ class Optimizers:
     def load_state_dict(self, states: List[dict]) -> None:
         """Load states saved by `state_dict` (or by either backend's own), converting the step counts to what
         each optimizer keeps: an int for the PyTorch AdamATan2, a float32 tensor on the parameter's device for
-        the fused one (torch's loader would leave it on the CPU, where the CUDA kernel cannot use it). Group
+        the fused one (torch's loader would leave it on the CPU, where the CUDA kernel cannot use it); an optimizer
+        with `keeps_int_steps` keeps ints. Group
         settings of this run (the sparse optimizer's number of processes) stay this run's."""
         for optimizer, state in zip(self, states):
             run_settings = [{k: g[k] for k in RUN_GROUP_SETTINGS if k in g} for g in optimizer.param_groups]
             optimizer.load_state_dict(state)
             for group, settings in zip(optimizer.param_groups, run_settings):
                 group.update(settings)
-            keeps_int = isinstance(optimizer, AdamATan2)
+            keeps_int = getattr(optimizer, "keeps_int_steps", False)
             for param, entry in optimizer.state.items():
                 if "step" in entry:
                     step = float(entry["step"])
@@ -116,27 +116,28 @@ def _to(obj, device: Optional[torch.device]):
 
 
 class Carry:
-    """The ACT carry of this process's rows: which puzzle each row works on, its latent states and segments.
-    None until the first batch (and after an elastic resume: every row then starts a new puzzle)."""
+    """The ACT carries of this process's rows, one per micro-batch (gradient accumulation; one without): which
+    puzzle each row works on, its latent states and segments. None until the first batch (and after an elastic
+    resume: every row then starts a new puzzle)."""
 
     def __init__(self):
-        self.value: Optional[ACTCarry] = None
+        self.value: Optional[List[ACTCarry]] = None
 
-    def state_dict(self) -> Optional[dict]:
-        """Plain tensors and dicts. The carry and its tensors are new every step, never changed in place, so
+    def state_dict(self) -> Optional[List[dict]]:
+        """Plain tensors and dicts. The carries and their tensors are new every step, never changed in place, so
         this is already a snapshot."""
         if self.value is None:
             return None
-        carry = self.value
-        return {"inner_carry": dict(carry.inner_carry), "steps": carry.steps, "halted": carry.halted,
-                "current_data": dict(carry.current_data)}
+        return [{"inner_carry": dict(carry.inner_carry), "steps": carry.steps, "halted": carry.halted,
+                 "current_data": dict(carry.current_data)} for carry in self.value]
 
-    def load_state_dict(self, state: Optional[dict], device: Optional[torch.device] = None) -> None:
+    def load_state_dict(self, state: Optional[List[dict]], device: Optional[torch.device] = None) -> None:
         if state is None:
             self.value = None
             return
-        self.value = ACTCarry(inner_carry=_to(state["inner_carry"], device), steps=_to(state["steps"], device),
-                              halted=_to(state["halted"], device), current_data=_to(state["current_data"], device))
+        self.value = [ACTCarry(inner_carry=_to(part["inner_carry"], device), steps=_to(part["steps"], device),
+                               halted=_to(part["halted"], device), current_data=_to(part["current_data"], device))
+                      for part in state]
 
 
 class PendingMetrics:

@@ -174,7 +174,8 @@ def build_test_time(config: TestTimeConfig, metadata: PuzzleDatasetMetadata, see
         unknown = sorted(set(config.augmentation_kinds) - set(kinds))
         if unknown:
             raise ConfigError(f"test_time.augmentation_kinds: {codec.name if codec else where} has no "
-                              f"{', '.join(repr(k) for k in unknown)} augmentation; it has: {', '.join(kinds) or 'none'}")
+                              f"{', '.join(repr(k) for k in unknown)} augmentation; it has: "
+                              f"{', '.join(kinds) or 'none'}")
         kinds = list(config.augmentation_kinds)
     if config.augmentations > 1 and not kinds:
         raise ConfigError(f"test_time.augmentations: {codec.name} has no augmentations to draw"

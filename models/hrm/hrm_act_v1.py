@@ -10,11 +10,11 @@ from typing import Optional
 import pydantic
 import torch
 
-from models.act import InnerCarry, ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
+from models.act import InnerCarry, LayeredConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
 from models.layers import CosSin
 
 
-class HierarchicalReasoningModel_ACTV1Config(ReasoningConfig):
+class HierarchicalReasoningModel_ACTV1Config(LayeredConfig):
     H_layers: int = pydantic.Field(gt=0)
 
 
@@ -39,6 +39,10 @@ class HierarchicalReasoningModel_ACTV1_Inner(RecursiveReasoningInner):
         z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin)
         return {"z_H": z_H, "z_L": z_L}
+
+    def segment_calls(self):
+        H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
+        return [(self.L_level, H_cycles * L_cycles - 1, 1), (self.H_level, H_cycles - 1, 1)]
 
 
 class HierarchicalReasoningModel_ACTV1(RecursiveReasoningACT):

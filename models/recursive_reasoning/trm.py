@@ -13,11 +13,11 @@ from typing import Optional, Tuple
 import pydantic
 import torch
 
-from models.act import InnerCarry, ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
+from models.act import InnerCarry, LayeredConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
 from models.layers import CosSin
 
 
-class TinyRecursiveReasoningModel_ACTV1Config(ReasoningConfig):
+class TinyRecursiveReasoningModel_ACTV1Config(LayeredConfig):
     H_layers: int = 0  # TRM has no second network; kept so TRM's configs validate
     puzzle_emb_len: int = pydantic.Field(16, ge=0)
     no_ACT_continue: bool = True
@@ -49,6 +49,10 @@ class TinyRecursiveReasoningModel_ACTV1_Inner(RecursiveReasoningInner):
                 z_H, z_L = self._cycle(z_H, z_L, x, cos_sin)
         z_H, z_L = self._cycle(z_H, z_L, x, cos_sin)
         return {"z_H": z_H, "z_L": z_L}
+
+    def segment_calls(self):
+        calls_per_cycle = self.config.L_cycles + 1
+        return [(self.L_level, (self.config.H_cycles - 1) * calls_per_cycle, calls_per_cycle)]
 
 
 class TinyRecursiveReasoningModel_ACTV1(RecursiveReasoningACT):

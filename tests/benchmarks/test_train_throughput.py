@@ -15,6 +15,7 @@ from benchmarks import train_throughput as tt
 from tests.helpers import REPO
 from training.errors import TrainingDivergedError
 from training.loop import train_batch
+from utils.functions import load_model_class
 
 REQUIRED_KEYS = ("steps_per_s", "samples_per_s", "tokens_per_s", "peak_mem_gib", "mfu", "device")
 QUICK = ["--device", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak-size", "256"]
@@ -68,6 +69,19 @@ def test_compiled_tiny_preset_does_not_recompile_while_timing(tmp_path):
     assert json.loads(out.read_text().strip()) == summary
 
 
+HRM = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
+TRM = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
+
+
+def model_of(name: str, **config):
+    """An ACT model of these settings, on the meta device (shapes only: its FLOPs are counted, not run)."""
+    defaults = dict(num_puzzle_identifiers=2, pos_encodings="rope", halt_exploration_prob=0.0)
+    if "loops" not in config:  # HRM's and TRM's name for the segment limit
+        defaults["halt_max_steps"] = 2
+    with torch.device("meta"):
+        return load_model_class(name)({**defaults, **config})
+
+
 def test_flop_formula_matches_a_hand_count():
     # hidden 8 (inner round(8*4*2/3)=21 -> 256), 2 heads, seq 4 + 1 puzzle position, batch 2, vocab 5,
     # one layer per module, H_cycles 2, L_cycles 3.
@@ -83,7 +97,7 @@ def test_flop_formula_matches_a_hand_count():
     # plus one more full segment for the target Q.
     expected = 6 * block + 3 * (2 * block + heads) + (8 * block + heads)
     assert expected == 20 * block + 4 * heads == 2_595_456
-    breakdown = tt.flop_breakdown(**cfg)
+    breakdown = tt.flop_breakdown(model_of(HRM, **cfg), 2)
     assert breakdown["step"] == expected
     assert breakdown["segment"] == 8 * block + heads and breakdown["no_grad"] == 6 * block
 
@@ -91,9 +105,12 @@ def test_flop_formula_matches_a_hand_count():
 def test_published_sudoku_flops_per_step():
     config, metadata = tt.build_config("sudoku", "cpu", compile_model=False)
     assert config.global_batch_size == 768 and config.arch.extra["hidden_size"] == 512
-    flops = tt.flop_breakdown(batch_size=768, vocab_size=11, seq_len=81, **config.arch.extra)
-    assert flops["L_call"] == flops["H_call"] == 768 * 4 * (82 * 2 * 512 * (4 * 512 + 3 * 1536) + 4 * 82 * 82 * 512)
-    assert flops["step"] == 16 * flops["L_call"] + 4 * flops["heads"]
+    arch = {k: v for k, v in config.arch.extra.items() if k != "forward_dtype"}
+    model = model_of(HRM, batch_size=768, vocab_size=11, seq_len=81, **arch)
+    call = 768 * 4 * (82 * 2 * 512 * (4 * 512 + 3 * 1536) + 4 * 82 * 82 * 512)  # one call of L (or H): 4 blocks
+    assert model.inner.L_level.flops(768, 82) == model.inner.H_level.flops(768, 82) == call
+    flops = tt.flop_breakdown(model, 768)
+    assert flops["step"] == 16 * call + 4 * flops["heads"]
     assert flops["step"] == pytest.approx(2.8150e13, rel=1e-4)
 
 
@@ -105,16 +122,30 @@ def test_trm_flop_formula_by_hand():
     S, h, inner = 6, 8, 256
     attention_block = 2 * (S * (2 * h * 4 * h + 2 * h * 3 * inner) + 2 * (2 * S * S * h))
     heads = 2 * (2 * S * h * 5) + 2 * (2 * h * 2)
-    flops = tt.flop_breakdown(**cfg, core="trm")
+    flops = tt.flop_breakdown(model_of(TRM, **cfg), 2)
     assert flops["segment"] == 8 * attention_block + heads
     # 4 no-grad calls, then 4 calls and the heads forward and backward; no Q-target segment.
     assert flops["step"] == 4 * attention_block + 3 * (4 * attention_block + heads)
     # mlp_t: the token SwiGLU over S = 6 positions (inner round(4*6*2/3) = 16 -> 256) replaces attention.
     mlp_block = 2 * (h * 2 * S * 3 * 256 + S * 2 * h * 3 * inner)
-    assert tt.flop_breakdown(**cfg, core="trm", mlp_t=True)["block"] == mlp_block
+    assert model_of(TRM, **cfg, mlp_t=True).inner.L_level.layers[0].flops(2, S) == mlp_block
     # HRM's halting (no_ACT_continue false) adds the extra no-grad segment.
-    assert tt.flop_breakdown(**{**cfg, "no_ACT_continue": False}, core="trm")["step"] == flops["step"] + \
+    assert tt.flop_breakdown(model_of(TRM, **{**cfg, "no_ACT_continue": False}), 2)["step"] == flops["step"] + \
         flops["segment"]
+
+
+def test_urm_flop_formula_by_hand():
+    # URM, hidden 8, 2 heads, seq 4 + 1 prefix position (S = 5), batch 2, vocab 5, two blocks, H_cycles 2,
+    # L_cycles 3: a segment is 6 passes through both blocks, the last 3 with gradient. A block adds to the
+    # attention block the convolution: kernel 2 over the padded S + 1 outputs of each of the inner 256 channels.
+    cfg = dict(batch_size=2, seq_len=4, vocab_size=5, hidden_size=8, expansion=4, puzzle_emb_ndim=8, num_layers=2,
+               H_cycles=2, L_cycles=3, num_heads=2, loops=2)
+    S, h, inner = 5, 8, 256
+    block = 2 * (S * (2 * h * 4 * h + 2 * h * 3 * inner) + 2 * (2 * S * S * h) + 2 * 2 * inner * (S + 1))
+    heads = 2 * (2 * S * h * 5) + 2 * (2 * h * 2)
+    flops = tt.flop_breakdown(model_of("urm.urm@URM", **cfg), 2)
+    assert flops["no_grad"] == 3 * 2 * block and flops["grad_forward"] == 3 * 2 * block + heads
+    assert flops["step"] == 6 * block + 3 * (6 * block + heads)  # no continue target
 
 
 def test_trm_presets_build_the_published_models():

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import as_trm, expect_user_error, read_metrics, run_in_repo
+from tests.helpers import as_trm, as_urm, expect_user_error, read_metrics, run_in_repo
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -111,7 +111,7 @@ def test_non_finite_loss_stops_without_saving(sudoku4, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["hrm", "trm"])
+@pytest.mark.parametrize("model", ["hrm", "trm", "urm"])
 def test_arc_evaluator_runs_inside_training(tmp_path, model):
     """Evaluators configured on the command line run at every evaluation and report through metrics.jsonl."""
     import numpy as np
@@ -132,7 +132,8 @@ def test_arc_evaluator_runs_inside_training(tmp_path, model):
     small = ["global_batch_size=4", "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1",
              "arch.halt_max_steps=2"]
     result = run_pretrain(f"data_path={data}", f"checkpoint_path={run_dir}", "epochs=2", "eval_interval=1",
-                          *(small if model == "hrm" else as_trm(small)), "logger=none", "device=cpu",
+                          *{"hrm": small, "trm": as_trm(small), "urm": as_urm(small)}[model], "logger=none",
+                          "device=cpu",
                           "evaluators=[{name: arc@ARC, pass_ks: [1, 2]}]")
     assert result.returncode == 0, result.stderr[-3000:]
     evals = [r for r in read_metrics(run_dir) if "eval/ARC/pass@2" in r]

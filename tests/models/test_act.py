@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from models.act import ReasoningConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
+from models.act import LayeredConfig, ReasoningModule, RecursiveReasoningACT, RecursiveReasoningInner
 from models.losses import ACTLossHead
 from tests.helpers import random_act_batch
 
@@ -25,9 +25,12 @@ class EchoInner(RecursiveReasoningInner):
         self.seen = states["h"].detach().clone()
         return {"h": self.net(states["h"], x, cos_sin)}
 
+    def segment_calls(self):
+        return [(self.net, 0, 1)]
+
 
 class Echo(RecursiveReasoningACT):
-    config_class = ReasoningConfig
+    config_class = LayeredConfig
     inner_class = EchoInner
 
 

@@ -49,8 +49,27 @@ def test_eval_reads_table_directly():
 
 
 def test_wrong_batch_size_is_reported():
+    # A batch must fill the local rows in whole micro-batches: 3 rows never fill 4, 2 rows at row 3 overflow them.
     with pytest.raises(ValueError, match="batch_size=4"):
-        make_embedding()(torch.tensor([0, 1], dtype=torch.int32))
+        make_embedding()(torch.tensor([0, 1, 2], dtype=torch.int32))
+    emb = make_embedding()
+    emb.row_offset = 3
+    with pytest.raises(ValueError, match="at row 3"):
+        emb(torch.tensor([0, 1], dtype=torch.int32))
+
+
+def test_micro_batches_fill_the_rows_of_one_update():
+    """Two micro-batches of 2 rows (gradient accumulation) give the update one batch of 4 gives, bitwise."""
+    ids = torch.tensor([1, 3, 1, 0], dtype=torch.int32)
+    upstream = torch.tensor([[2.0, -1.0, 0.0], [1.0, 1.0, -1.0], [-3.0, -1.0, 0.5], [0.0, 0.5, -0.5]])
+    whole, parts = make_embedding(), make_embedding()
+    (whole(ids) * upstream).sum().backward()
+    for k in (0, 1):
+        parts.row_offset = 2 * k
+        (parts(ids[2 * k:2 * k + 2]) * upstream[2 * k:2 * k + 2]).sum().backward()
+    for emb in (whole, parts):
+        CastedSparseEmbeddingSignSGD_Distributed(emb.buffers(), world_size=1, lr=0.1, weight_decay=0.5).step()
+    assert torch.equal(parts.local_ids, whole.local_ids) and torch.equal(parts.weights, whole.weights)
 
 
 def test_moved_module_keeps_leaf_local_weights():

@@ -22,6 +22,8 @@ TRM_ARCH = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
             "halt_exploration_prob": 0.5, "halt_max_steps": 3, "H_cycles": 2, "L_cycles": 2, "H_layers": 0,
             "L_layers": 1, "hidden_size": 16, "num_heads": 2, "expansion": 2, "puzzle_emb_ndim": 16,
             "puzzle_emb_len": 2, "pos_encodings": "rope"}
+URM_ARCH = {"name": "urm.urm@URM", "loss": TRM_ARCH["loss"], "loops": 3, "H_cycles": 2, "L_cycles": 2,
+            "num_layers": 1, "hidden_size": 16, "num_heads": 2, "expansion": 2, "puzzle_emb_ndim": 16}
 
 
 def run_config(data_path, **overrides):
@@ -88,3 +90,25 @@ def test_derived_arch_keys_are_refused(data, key):
     metadata = create_dataloader(run_config(data), "train", CPU).metadata
     with pytest.raises(ConfigError, match=f"arch.{key} is set by the trainer"):
         model_config_dict(run_config(data, arch={**TRM_ARCH, key: 5}), metadata, CPU)
+
+
+@pytest.mark.parametrize("arch", ["trm", "urm"])
+def test_use_muon_takes_the_matrices_and_adamw_the_rest(data, arch):
+    """URM's grouping: every 2-D dense weight (embeddings and heads included) through Muon, the other dense
+    parameters through AdamW, the puzzle rows through SignSGD; all on the schedule, all moving."""
+    config = run_config(data, use_muon=True, arch=URM_ARCH if arch == "urm" else TRM_ARCH)
+    loader = create_dataloader(config, "train", CPU)
+    state = init_train_state(config, loader.metadata, CPU, total_train_steps(config, loader))
+    sparse, muon, adamw = state.optimizers
+    assert [type(o).__name__ for o in (sparse, muon, adamw)] == [
+        "CastedSparseEmbeddingSignSGD_Distributed", "Muon", "MatchedAdamW"]
+    dense = dict(state.model.named_parameters())
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    assert in_muon == {id(p) for p in dense.values() if p.ndim == 2}
+    assert in_adamw == {id(p) for p in dense.values() if p.ndim != 2} and in_adamw  # q_head.bias at least
+    before = {k: v.detach().clone() for k, v in dense.items()}
+    train_batch(config, state, next(iter(loader))[1], CPU)
+    assert muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"] == config.lr  # no warmup, min ratio 1
+    moved = [k for k, v in state.model.named_parameters() if not torch.equal(before[k], v)]
+    assert moved == list(dense)

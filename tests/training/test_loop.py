@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.helpers import write_tiny_dataset
-from tests.training.test_build import CPU, TRM_ARCH, run_config
+from tests.training.test_build import CPU, TRM_ARCH, URM_ARCH, run_config
 from training.build import create_dataloader, init_train_state, total_train_steps
 from training.loop import progress_postfix, train_batch
 
@@ -69,3 +69,26 @@ def test_intervals_without_halted_rows_log_losses_only(uneven):
     assert progress_postfix(first) is None  # the bar keeps its last values instead of showing 0
     assert third["train/steps"] == 3.0 and 0 <= third["train/accuracy"] <= 1
     assert progress_postfix(third)["acc"] == f"{third['train/accuracy']:.3f}"
+
+
+@pytest.mark.parametrize("arch, muon", [(TRM_ARCH, False), (URM_ARCH, True), (URM_ARCH, False)],
+                         ids=["trm", "urm-muon", "urm"])
+def test_two_micro_batches_equal_one_batch(uneven, arch, muon):
+    """grad_accum_steps=2: each half of the batch with its own carry, one update per batch, the loss over the whole
+    batch: the same run as one batch of 4, up to float32 summation order (which Muon's rounding of its input to
+    bfloat16 amplifies to bfloat16's resolution now and then). Exploration off, since its random draws are per
+    carry."""
+    runs = []
+    for accumulation in (1, 2):
+        config = run_config(uneven, epochs=4, eval_interval=2, log_interval=1, grad_accum_steps=accumulation,
+                            use_muon=muon, arch={**arch, "halt_exploration_prob": 0.0})
+        runs.append(run_steps(config, create_dataloader(config, "train", CPU), blocks=2))
+    (one, one_logged), (two, two_logged) = runs
+    assert one.step == two.step > 4
+    tolerance = 1e-3 if muon else 1e-5  # of the largest entry of each tensor
+    for key, value in one.model.state_dict().items():
+        difference = (two.model.state_dict()[key] - value).abs().max()
+        assert difference <= tolerance * value.abs().max(), key
+    assert one_logged.keys() == two_logged.keys()
+    for step, metrics in one_logged.items():
+        assert two_logged[step] == pytest.approx(metrics, rel=1e-4), step

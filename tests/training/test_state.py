@@ -103,16 +103,17 @@ def test_schedule_saves_its_position_and_gives_the_warmup_then_cosine_rates():
 def test_carry_round_trips_and_an_empty_carry_stays_empty():
     carry = Carry()
     assert carry.state_dict() is None
-    carry.value = ACTCarry(inner_carry={"z_H": torch.randn(2, 3, 4), "z_L": torch.randn(2, 3, 4)},
-                           steps=torch.tensor([1, 2], dtype=torch.int32), halted=torch.tensor([True, False]),
-                           current_data={"inputs": torch.ones(2, 3, dtype=torch.int32)})
+    carry.value = [ACTCarry(inner_carry={"z_H": torch.randn(2, 3, 4), "z_L": torch.randn(2, 3, 4)},
+                            steps=torch.tensor([1, 2], dtype=torch.int32), halted=torch.tensor([True, False]),
+                            current_data={"inputs": torch.full((2, 3), k, dtype=torch.int32)}) for k in (1, 2)]
     restored = Carry()
     restored.load_state_dict(carry.state_dict())
-    for name in ("z_H", "z_L"):
-        assert torch.equal(restored.value.inner_carry[name], carry.value.inner_carry[name])
-    assert torch.equal(restored.value.steps, carry.value.steps) and torch.equal(restored.value.halted,
-                                                                                carry.value.halted)
-    assert torch.equal(restored.value.current_data["inputs"], carry.value.current_data["inputs"])
+    assert len(restored.value) == 2  # one carry per micro-batch
+    for mine, theirs in zip(restored.value, carry.value):
+        for name in ("z_H", "z_L"):
+            assert torch.equal(mine.inner_carry[name], theirs.inner_carry[name])
+        assert torch.equal(mine.steps, theirs.steps) and torch.equal(mine.halted, theirs.halted)
+        assert torch.equal(mine.current_data["inputs"], theirs.current_data["inputs"])
     restored.load_state_dict(None)
     assert restored.value is None
 
@@ -156,10 +157,24 @@ def test_checkpoints_of_the_first_layout_are_upgraded_without_computing_anything
     ranks = [{"carry": carry, "pending_metrics": {"lm_loss": torch.tensor(2.0)}, "pending_steps": 1,
               "model_rng": {"exploration": torch.tensor([1])}, "torch_rng": torch.tensor([2]), "cuda_rng": []}]
     shared, (rank,) = upgrade(first, ranks)
-    assert shared == {"format": 2, "schedule": {"step": 15, "block": 0}, "optimizers": ["opt"],
+    assert shared == {"format": 3, "schedule": {"step": 15, "block": 0}, "optimizers": ["opt"],
                       "loader": {"iters": 1}, "world_size": 1}
-    assert rank["carry"]["inner_carry"] == {"z_H": carry["inner_carry"]["z_H"], "z_L": carry["inner_carry"]["z_L"]}
-    assert "__dataclass__" not in rank["carry"] and rank["carry"]["steps"] is carry["steps"]
+    (plain,) = rank["carry"]  # the one carry of a run without gradient accumulation
+    assert plain["inner_carry"] == {"z_H": carry["inner_carry"]["z_H"], "z_L": carry["inner_carry"]["z_L"]}
+    assert "__dataclass__" not in plain and plain["steps"] is carry["steps"]
     assert rank["metrics"] == {"sums": ranks[0]["pending_metrics"], "steps": 1}
     assert rank["rng"] == {"model": ranks[0]["model_rng"], "torch": ranks[0]["torch_rng"], "cuda": []}
     assert upgrade(shared, [rank]) == (shared, [rank])  # the current layout is left as it is
+
+
+def test_checkpoints_of_the_second_layout_get_a_list_of_carries():
+    """Format 2 held one carry per process; format 3 one per micro-batch (grad_accum_steps)."""
+    carry = {"inner_carry": {"hidden": torch.ones(1)}, "steps": torch.tensor([1]), "halted": torch.tensor([True]),
+             "current_data": {}}
+    second = {"format": 2, "schedule": {"step": 4, "block": 1}}
+    rank = {"format": 2, "carry": carry, "metrics": {}, "rng": {}}
+    shared, (upgraded,) = upgrade(second, [rank])
+    assert shared == {"format": 3, "schedule": {"step": 4, "block": 1}}
+    assert upgraded == {"format": 3, "carry": [carry], "metrics": {}, "rng": {}}
+    _, (empty,) = upgrade(second, [{**rank, "carry": None}])
+    assert empty["carry"] is None  # a checkpoint written before the first batch
