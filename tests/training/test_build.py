@@ -92,11 +92,14 @@ def test_derived_arch_keys_are_refused(data, key):
         model_config_dict(run_config(data, arch={**TRM_ARCH, key: 5}), metadata, CPU)
 
 
-@pytest.mark.parametrize("arch", ["trm", "urm"])
+HRM_ARCH = {**TRM_ARCH, "name": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1", "H_layers": 1}
+
+
+@pytest.mark.parametrize("arch", [HRM_ARCH, TRM_ARCH, URM_ARCH], ids=["hrm", "trm", "urm"])
 def test_use_muon_takes_the_matrices_and_adamw_the_rest(data, arch):
-    """URM's grouping: every 2-D dense weight (embeddings and heads included) through Muon, the other dense
-    parameters through AdamW, the puzzle rows through SignSGD; all on the schedule, all moving."""
-    config = run_config(data, use_muon=True, arch=URM_ARCH if arch == "urm" else TRM_ARCH)
+    """URM's grouping, for every core: every 2-D dense weight (embeddings and heads included) through Muon, the
+    other dense parameters through AdamW, the puzzle rows through SignSGD; all on the schedule, all moving."""
+    config = run_config(data, use_muon=True, arch=arch)
     loader = create_dataloader(config, "train", CPU)
     state = init_train_state(config, loader.metadata, CPU, total_train_steps(config, loader))
     sparse, muon, adamw = state.optimizers
