@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from dataset.codecs import MazeCodec, codec_for
 from dataset.puzzle_dataset import PuzzleDataset
 from evaluators import Evaluator
 from training.checkpoint_files import atomic_torch_save
@@ -38,7 +39,9 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
              test_time: Optional[TestTimeCompute] = None) -> Dict[str, float]:
     """Run every test example to the end (fresh carry per batch); metric means per set on rank 0, and
     `eval/wall_time_s`. Rank 0 shows a progress bar. With `test_time` each example runs as its variants and the
-    selected answer is scored and saved (training/test_time.py).
+    selected answer is scored and saved (training/test_time.py). On mazes, `valid_shortest_path` is the fraction
+    of answers that are a shortest path from start to goal, any one of them (exact accuracy asks for the one the
+    label marks; papers report both).
 
     Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`; each evaluator sees every real
     row of its dataset (with that dataset's own puzzle identifiers) and adds its metrics (it may write files
@@ -48,7 +51,11 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
     model.eval()
     for bound in evaluators:
         bound.evaluator.begin_eval()
-    return_keys = sorted(set(save_outputs).union(*(b.evaluator.required_outputs for b in evaluators)))
+    meta = eval_loader.metadata
+    maze = codec_for(meta.vocab_size, meta.seq_len)
+    maze = maze if isinstance(maze, MazeCodec) else None
+    return_keys = sorted(set(save_outputs).union({"preds"} if maze else set(),
+                                                 *(b.evaluator.required_outputs for b in evaluators)))
     sums: Dict[str, Dict[str, torch.Tensor]] = {}
     saved: Dict[str, List[torch.Tensor]] = {k: [] for k in save_outputs}
     local_batch = eval_loader.local_batch_size
@@ -69,6 +76,9 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
             real_rows = min(max(effective_size - info.rank * local_batch, 0), local_batch)
             real_batch = {k: v[:real_rows] for k, v in batch.items()}
             real_outputs = {k: v[:real_rows] for k, v in outputs.items()}
+            if maze is not None:
+                valid = maze.check(real_batch["inputs"].cpu().numpy(), real_outputs["preds"].cpu().numpy())
+                set_sums["valid_shortest_path"] = set_sums.get("valid_shortest_path", 0) + float(valid.sum())
             dataset_index, _ = eval_loader.source_of(set_name)
             for bound in evaluators:
                 if bound.dataset_index == dataset_index:

@@ -2,11 +2,14 @@
 rows of their dataset, outputs saved per rank without the padding."""
 import torch
 
+import training.evaluation as evaluation
+from dataset.build_maze_dataset import build, parse_args
 from evaluators import Evaluator
 from tests.helpers import write_tiny_dataset
 from tests.training.test_build import CPU, run_config
 from training.build import create_dataloader, create_model, training_metadata
 from training.evaluation import BoundEvaluator, evaluate, reduce_eval_metrics
+from training.inference import run_to_halt
 
 
 class Recorder(Evaluator):
@@ -51,3 +54,23 @@ def test_evaluators_and_saved_outputs_see_the_real_rows_only(tmp_path):
     for set_name in ("x", "y"):
         assert 0.0 <= metrics[f"eval/{set_name}/accuracy"] <= 1.0
     assert metrics["eval/wall_time_s"] > 0 and model.training  # back in training mode afterwards
+
+
+def test_mazes_report_the_fraction_of_answers_that_are_a_shortest_path(tmp_path, monkeypatch):
+    """Beside exact accuracy, mazes count answers that are a valid shortest path. The answers are set here: the
+    label (a shortest path) on even rows, the unmarked maze on odd rows, so the fraction is known by hand."""
+    build(parse_args(["--generate", "8", "--test-size", "6", "--size", "6", "--min-path-len", "4", "--seed", "0",
+                      "--output-dir", str(tmp_path / "m")]))
+    config = run_config(tmp_path / "m", global_batch_size=4)
+    loader = create_dataloader(config, "test", CPU)
+    model = create_model(config, training_metadata(config), CPU)
+
+    def answers(model, batch, return_keys, halt_on_q):
+        metrics, outputs = run_to_halt(model, batch, return_keys, halt_on_q)
+        rows = torch.arange(batch["inputs"].shape[0]).view(-1, 1)
+        return metrics, {**outputs, "preds": torch.where(rows % 2 == 0, batch["labels"], batch["inputs"])}
+
+    monkeypatch.setattr(evaluation, "run_to_halt", answers)
+    metrics = evaluate(model, loader, CPU)
+    # 6 test mazes in batches of 4: rows 0, 2 of the first batch and row 0 of the second (2 real rows) are labels.
+    assert metrics["eval/all/valid_shortest_path"] == 3 / 6
