@@ -43,6 +43,11 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
     # The last line is the result, and it agrees with the saved predictions and the logged metric.
     match = re.fullmatch(re.escape(RESULT_PREFIX) + r"(\d\.\d{4})", lines[-1])
     assert match, lines[-1]
+    # Before it, the same puzzles answered with 8-way augmentation voting, and what that cost.
+    voted = re.fullmatch(r"held-out exact accuracy with 8-way augmentation voting: (\d\.\d{4}) \((\d+) s more: "
+                         r"python evaluate\.py .*test_time\.augmentations=8\)", lines[-2])
+    assert voted, lines[-2]
+    assert 0.0 <= float(voted.group(1)) <= 1.0
     accuracy = float(match.group(1))
     records = read_metrics(run_dir / "metrics.jsonl")
     train = [r for r in records if "train/lm_loss" in r]
