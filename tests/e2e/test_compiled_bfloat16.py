@@ -6,25 +6,14 @@ import os
 import pytest
 import torch
 import torch._dynamo
-from omegaconf import OmegaConf
 
 from tests.helpers import write_tiny_dataset
-from tests.models.test_contract import ARCH_FILES, TINY
+from tests.models.test_contract import ARCH_FILES, tiny_arch
 from tests.training.test_build import CPU, run_config
 from training.build import create_dataloader, init_train_state, total_train_steps
 from training.loop import train_batch
 
 STEPS = 6
-
-
-def tiny_arch(path: str) -> dict:
-    arch = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    for key, value in TINY.items():
-        if key in arch and not (key == "H_layers" and arch[key] == 0):
-            arch[key] = value
-    if arch.get("H_layers"):
-        arch["H_layers"] = 1
-    return {**arch, "forward_dtype": "bfloat16"}
 
 
 def losses(data, arch: dict, compile: bool):
@@ -48,7 +37,7 @@ def losses(data, arch: dict, compile: bool):
 @pytest.mark.parametrize("path", ARCH_FILES, ids=[os.path.basename(p)[:-5] for p in ARCH_FILES])
 def test_compiled_bfloat16_training_matches_eager_without_recompiling(tmp_path, path):
     write_tiny_dataset(tmp_path / "d", vocab_size=7, seq_len=6, groups=4, puzzles_per_group=2, examples_per_puzzle=2)
-    arch = tiny_arch(path)
+    arch = {**tiny_arch(path), "forward_dtype": "bfloat16"}
     eager, _ = losses(tmp_path / "d", arch, compile=False)
     compiled, recompiled = losses(tmp_path / "d", arch, compile=True)
     assert all(torch.isfinite(torch.tensor(compiled)))

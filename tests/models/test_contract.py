@@ -25,15 +25,20 @@ TINY = dict(hidden_size=16, num_heads=2, expansion=2, H_cycles=2, L_cycles=2, L_
 DATA = dict(batch_size=3, seq_len=6, vocab_size=7, num_puzzle_identifiers=5, forward_dtype="float32")
 
 
-def arch_config(path: str, **overrides) -> dict:
-    """The YAML's model config (name and loss aside) at the tiny size, with the trainer's derived keys."""
+def tiny_arch(path: str) -> dict:
+    """The YAML's `arch` (name and loss included) at the tiny size: TINY's value for each key it has, one H layer
+    where it has any."""
     arch = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    name, loss = arch.pop("name"), arch.pop("loss")
-    for key, value in TINY.items():
-        if key in arch and not (key == "H_layers" and arch[key] == 0):
-            arch[key] = value
+    arch.update({key: value for key, value in TINY.items() if key in arch})
     if arch.get("H_layers"):
         arch["H_layers"] = 1
+    return arch
+
+
+def arch_config(path: str, **overrides) -> dict:
+    """The YAML's model config (name and loss aside) at the tiny size, with the trainer's derived keys."""
+    arch = tiny_arch(path)
+    name, loss = arch.pop("name"), arch.pop("loss")
     return {"name": name, "loss": loss, "model": {**arch, **DATA, **overrides}}
 
 
