@@ -26,11 +26,12 @@ class TrainedRun:
     model: nn.Module                   # the loss head with the checkpoint's weights, on the device, in eval mode
 
 
-def read_trained(checkpoint: str, world_size: int, data_path: Optional[str] = None, **overrides
-                 ) -> Tuple[PretrainConfig, Weights]:
-    """The run's config (`data_path` replaces its datasets, other keywords its fields) and the checkpoint's
-    weights, without building a model (for a caller that builds its own, e.g. on other data)."""
-    config = load_run_config(checkpoint, world_size, data_path=data_path, **overrides)
+def read_trained(checkpoint: str, world_size: int, data_path: Optional[str] = None, keep_optimizer: bool = False,
+                 **overrides) -> Tuple[PretrainConfig, Weights]:
+    """The run's config (`data_path` replaces its datasets, `keep_optimizer` keeps its use_muon, other keywords its
+    fields) and the checkpoint's weights, without building a model (for a caller that builds its own, e.g. on
+    other data or to train it further)."""
+    config = load_run_config(checkpoint, world_size, data_path=data_path, keep_optimizer=keep_optimizer, **overrides)
     return config, load_model_state_dict(checkpoint)
 
 

@@ -168,10 +168,12 @@ def create_logger(config: PretrainConfig, wandb_id: Optional[str] = None, rewind
                      rewind_step=rewind_step, plot=True)
 
 
-def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] = None, **overrides) -> PretrainConfig:
+def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] = None, keep_optimizer: bool = False,
+                    **overrides) -> PretrainConfig:
     """The training config saved beside `checkpoint` (ours or a published HRM/TRM run's), for using the checkpoint
     rather than continuing its training: no resume, no weights to load; `data_path` replaces the run's datasets,
-    other keyword arguments replace config fields. An hf://OWNER/REPO/FILE checkpoint is downloaded with the
+    other keyword arguments replace config fields; `keep_optimizer` keeps the run's optimizer choice (use_muon,
+    for a caller that trains the weights further). An hf://OWNER/REPO/FILE checkpoint is downloaded with the
     all_config.yaml beside it in the repository."""
     if not hub.is_hub_reference(checkpoint):
         if os.path.isdir(checkpoint):
@@ -192,9 +194,11 @@ def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] =
     if unknown:
         print(f"note: ignoring fields of {config_path} unknown to this trainer: {', '.join(unknown)}")
     raw = {k: v for k, v in raw.items() if k in PretrainConfig.model_fields}
-    # Micro-batching and the optimizer choice shape training steps only; a caller that answers or adapts starts
-    # from one batch per step (and adapt.py's own optimizers).
-    raw.update(load_checkpoint=None, resume=None, grad_accum_steps=1, use_muon=False)
+    # Micro-batching and the optimizer choice shape training steps only; a caller that answers starts from one
+    # batch per step and no optimizer.
+    raw.update(load_checkpoint=None, resume=None, grad_accum_steps=1)
+    if not keep_optimizer:
+        raw.update(use_muon=False)
     if data_path is not None:
         raw.update(data_path=data_path, data_paths=[], data_paths_test=[])
     raw.update(overrides)

@@ -2,13 +2,19 @@
 import hashlib
 import json
 import os
+import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from dataset.build_rule_tasks_dataset import build as build_rule_tasks
+from dataset.task_split import dataset_tasks, write_cut
 from tests.helpers import expect_user_error, run_in_repo
+from training.distributed import single_process
+from tools.adapt import merged_metrics
+from training.restore import load_trained
 
 TABLE = "model.inner.puzzle_emb.weights"
 SMALL = ["arch=trm", "arch.H_layers=0", "arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=2", "arch.hidden_size=32",
@@ -63,16 +69,16 @@ def test_only_the_new_rows_learn_reproducibly(rules, tmp_path):
         if key != TABLE:
             assert torch.equal(adapted[key], value), key  # every dense weight, bitwise
     rows = trained[TABLE].shape[0]
-    assert rows == 25 and adapted[TABLE].shape[0] == rows + 7  # the new dataset's blank and its 6 tasks
+    assert rows == 25 and adapted[TABLE].shape[0] == rows + 6  # the 6 new tasks' rows follow the trained ones
     assert torch.equal(adapted[TABLE][:rows], trained[TABLE])  # trained rows untouched
     mean = trained[TABLE].mean(0)
-    learned = adapted[TABLE][rows + 1:]  # the new tasks' rows (row `rows` is the new dataset's blank: never used)
-    assert all(not torch.equal(row, mean) for row in learned)
-    assert torch.equal(adapted[TABLE][rows], mean)
+    assert all(not torch.equal(row, mean) for row in adapted[TABLE][rows:])  # each new row learned
     assert torch.equal(outputs[1][TABLE], adapted[TABLE])  # the same seed, the same rows
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert 0 <= metrics["eval/all/exact_accuracy"] <= 1
-    assert os.path.isfile(tmp_path / "a" / "all_config.yaml")  # evaluate.py can rebuild the adapted model
+    # The adapted model is a run of its own: rebuilt from its all_config.yaml, it answers as it was saved.
+    rebuilt = load_trained(str(tmp_path / "a" / "step_36"), single_process(torch.device("cpu")))
+    assert torch.equal(rebuilt.model.state_dict()[TABLE], adapted[TABLE])
 
 
 @pytest.mark.parametrize("init", ["mean", "blank", "random"])
@@ -82,12 +88,100 @@ def test_where_new_rows_start(rules, tmp_path, init):
     assert result.returncode == 0, result.stderr[-3000:]
     table, trained = load(tmp_path / "out" / "step_0")[TABLE], load(rules["checkpoint"])[TABLE]
     new = table[trained.shape[0]:]
+    assert len(new) == 6
     if init == "mean":
         assert all(torch.equal(row, trained.mean(0)) for row in new)
     elif init == "blank":
         assert all(torch.equal(row, trained[0]) for row in new)
     else:  # each a copy of a trained task's row, never the blank one
         assert all(any(torch.equal(row, trained[i]) for i in range(1, trained.shape[0])) for row in new)
+
+
+def changed_keys(adapted, trained):
+    return {k for k, v in trained.items() if k != TABLE and not torch.equal(adapted[k], v)}
+
+
+def test_weight_training_changes_the_chosen_weights_only(rules, tmp_path):
+    """train=[embeddings,dense] trains every dense weight, [embeddings,io] the token embedding and output heads;
+    the checkpoint stays as it was, bitwise."""
+    before = digest(rules["checkpoint"])
+    trained = load(rules["checkpoint"])
+    outputs = {}
+    for name, extra in (("dense", ["train=[embeddings,dense]"]), ("io", ["train=[embeddings,io]"]),
+                        ("ema", ["train=[embeddings,dense]", "ema=true"])):
+        result = adapt(f"checkpoint={rules['checkpoint']}", f"dataset={rules['new']}", "steps=8",
+                       "global_batch_size=8", "dense_lr=1e-2", f"output={tmp_path / name}", *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[name] = load(tmp_path / name / "step_8")
+    assert digest(rules["checkpoint"]) == before
+    parameters = {name for name, _ in load_trained(str(rules["checkpoint"]), single_process(torch.device("cpu")))
+                  .model.named_parameters()}
+    assert changed_keys(outputs["dense"], trained) == parameters  # every dense weight learned, nothing else moved
+    assert changed_keys(outputs["io"], trained) == {"model.inner.embed_tokens.embedding_weight",
+                                                    "model.inner.lm_head.weight", "model.inner.q_head.weight",
+                                                    "model.inner.q_head.bias"}
+    # ema=true answers with the average: same training, other weights
+    assert changed_keys(outputs["ema"], outputs["dense"]) == parameters
+
+
+def test_per_task_adaptation_is_independent_of_the_other_tasks(rules, tmp_path):
+    """Each task starts again from the checkpoint with its own seed: task B alone gives bitwise what task B gives
+    among the others; the merged metrics are the tasks' weighted by their test examples."""
+    tasks = dataset_tasks(str(rules["new"]))
+    b = tasks[3]
+    write_cut(str(rules["new"]), str(tmp_path / "only-b"), 1, b.identifiers)
+    args = ["train=[embeddings,dense]", "scope=per_task", "steps=6", "global_batch_size=4", "dense_lr=1e-2"]
+    for name, data in (("all", rules["new"]), ("alone", tmp_path / "only-b")):
+        result = adapt(f"checkpoint={rules['checkpoint']}", f"dataset={data}", f"output={tmp_path / name}", *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    among, alone = (load(tmp_path / name / "tasks" / b.name / "step_6") for name in ("all", "alone"))
+    assert set(among) == set(alone) and all(torch.equal(among[k], alone[k]) for k in among)
+    per_task = json.loads((tmp_path / "all" / "tasks.json").read_text())
+    assert list(per_task) == [t.name for t in tasks]
+    single = json.loads((tmp_path / "alone" / "tasks.json").read_text())[b.name]["metrics"]
+    assert {k: v for k, v in single.items() if "wall" not in k} == \
+        {k: v for k, v in per_task[b.name]["metrics"].items() if "wall" not in k}
+    other = load(tmp_path / "all" / "tasks" / tasks[0].name / "step_6")
+    assert changed_keys(other, among)  # another task, other weights
+    merged = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    exact = [t["metrics"]["eval/all/exact_accuracy"] for t in per_task.values()]  # 4 test pairs each: equal weights
+    assert merged["eval/all/exact_accuracy"] == pytest.approx(sum(exact) / len(exact))
+
+
+def test_choosing_the_steps_never_reads_the_test_outputs(rules, tmp_path):
+    """select=demos scores held-out demonstrations: garbage test outputs leave the choice as it was (and change
+    the final score, so the garbage is read where it should be)."""
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(rules["new"], poisoned)
+    labels_file = poisoned / "test" / "all__labels.npy"
+    labels = np.load(labels_file)
+    np.save(labels_file, np.random.default_rng(0).integers(1, labels.max() + 1, labels.shape).astype(labels.dtype))
+    args = ["train=[embeddings,io]", "select=demos", "select_steps=[0,3,6]", "global_batch_size=4",
+            "dense_lr=1e-2", "lr=0.05"]
+    choices, metrics = [], []
+    for name, data in (("clean", rules["new"]), ("poisoned", poisoned)):
+        result = adapt(f"checkpoint={rules['checkpoint']}", f"dataset={data}", f"output={tmp_path / name}", *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        choices.append(json.loads((tmp_path / name / "selection.json").read_text()))
+        metrics.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    assert choices[0] == choices[1]
+    selection = choices[0]["selection"]
+    assert selection["held_out_examples"] == [6] and selection["select_steps"] == [0, 3, 6]  # one pair per task
+    assert choices[0]["steps"] == selection["chosen_steps"] in (0, 3, 6)
+    assert metrics[0]["eval/all/accuracy"] != metrics[1]["eval/all/accuracy"]
+
+
+def test_merged_metrics_weigh_each_figure_by_its_own_count():
+    tasks = [{"test_examples": 1, "metrics": {"eval/all/exact_accuracy": 1.0, "eval/ARC/pass@1": 0.5,
+                                              "eval/ARC/num_test_inputs": 2.0, "eval/ARC/task_pass@1": 0.0,
+                                              "eval/ARC/num_tasks": 1.0, "eval/wall_time_s": 1.5}},
+             {"test_examples": 3, "metrics": {"eval/all/exact_accuracy": 0.0, "eval/ARC/pass@1": 1.0,
+                                              "eval/ARC/num_test_inputs": 1.0, "eval/ARC/task_pass@1": 1.0,
+                                              "eval/ARC/num_tasks": 1.0, "eval/wall_time_s": 2.0}}]
+    assert merged_metrics(tasks) == {"eval/all/exact_accuracy": 0.25,  # 1 of 4 examples
+                                     "eval/ARC/pass@1": 2 / 3,  # 2 of 3 test inputs
+                                     "eval/ARC/num_test_inputs": 3.0, "eval/ARC/task_pass@1": 0.5,
+                                     "eval/ARC/num_tasks": 2.0, "eval/wall_time_s": 3.5}
 
 
 @pytest.mark.slow
