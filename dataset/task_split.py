@@ -134,7 +134,7 @@ def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence
         for set_name, arrays in _keep(sets, keep).items():
             pidx = arrays["puzzle_indices"]
             sizes = np.diff(pidx)
-            can = sizes >= held_out_fold + 2
+            can = (sizes >= held_out_fold + 1) & (sizes >= 2)
             held = np.zeros(len(arrays["inputs"]), dtype=bool)
             held[(pidx[1:] - 1 - held_out_fold)[can]] = True
             train[set_name] = _select(arrays, np.ones(len(sizes), dtype=bool), ~held)

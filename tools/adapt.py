@@ -49,6 +49,7 @@ per batch it is noisy: `global_batch_size=` (default the run's) and `lr=` are th
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -65,6 +66,7 @@ import torch
 import torch.distributed as dist
 
 from dataset.builder_common import DatasetBuildError
+from dataset.puzzle_dataset import load_metadata
 from dataset.task_split import count_examples, dataset_tasks, write_cut
 from training.adaptation import DecayToward, best_steps, set_trainable, train_steps
 from training.build import create_dataloader, create_evaluators, create_model, create_optimizers, create_test_time
@@ -219,8 +221,15 @@ def adaptation_config(run: PretrainConfig, config: AdaptConfig, job: Job, is_arc
     """The trained run's config, turned into one that trains what train= names on the job's new puzzles (or, with
     `held_out`, on that held-out cut of them, answered plainly)."""
     raw = run.model_dump()
-    raw.update(data_path=held_out or job.data, data_paths=[], data_paths_test=[],
-               freeze_weights=not config.trains_weights, ema=config.ema, epochs=1, eval_interval=None,
+    data = held_out or job.data
+    metadata = load_metadata(data, "train")
+    batch = config.global_batch_size or run.global_batch_size
+    # An epoch visits one puzzle of each group (a task), so a few tasks' epoch can be smaller than a batch. The
+    # loader's batches straddle the epochs of one iteration (`epochs` here) and it drops the last incomplete one:
+    # iterations of enough epochs for 8 batches always yield some and waste little.
+    epochs = max(1, math.ceil(8 * batch / (metadata.total_groups * metadata.mean_puzzle_examples)))
+    raw.update(data_path=data, data_paths=[], data_paths_test=[],
+               freeze_weights=not config.trains_weights, ema=config.ema, epochs=epochs, eval_interval=None,
                min_eval_interval=0, checkpoint_path=job.output, load_checkpoint=None, resume=None, seed=job.seed,
                device=config.device, compile=False, logger="none", eval_save_outputs=[], log_interval=10,
                lr_min_ratio=config.lr_min_ratio, evaluators=[ARC_EVALUATOR] if is_arc and not held_out else [],

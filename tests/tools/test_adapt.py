@@ -1,4 +1,6 @@
-"""tools/adapt.py: new puzzles get rows of their own, learned with the weights frozen; ARC tasks end to end."""
+"""tools/adapt.py: new puzzles get rows of their own, learned with the weights frozen or with the dense weights or
+the io layers, for all tasks at once or per task, for a number of steps chosen on held-out demonstrations; ARC tasks
+end to end."""
 import hashlib
 import json
 import os
@@ -12,8 +14,8 @@ import torch
 from dataset.build_rule_tasks_dataset import build as build_rule_tasks
 from dataset.task_split import dataset_tasks, write_cut
 from tests.helpers import expect_user_error, run_in_repo
-from training.distributed import single_process
 from tools.adapt import merged_metrics
+from training.distributed import single_process
 from training.restore import load_trained
 
 TABLE = "model.inner.puzzle_emb.weights"
@@ -185,13 +187,25 @@ def test_merged_metrics_weigh_each_figure_by_its_own_count():
 
 
 @pytest.mark.slow
-def test_two_processes_learn_the_rows_one_does(rules, tmp_path):
+def test_two_processes_adapt_as_one_does(rules, tmp_path):
+    """Rows learned under torchrun equal one process's bitwise; per task, the tasks are shared between the
+    processes and every task's model equals one process's bitwise."""
     args = [f"checkpoint={rules['checkpoint']}", f"dataset={rules['new']}", "steps=12", "global_batch_size=8"]
-    one = adapt(*args, f"output={tmp_path / 'one'}")
-    two = adapt(*args, f"output={tmp_path / 'two'}", nproc=2)
-    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    per_task = ["train=[embeddings,dense]", "scope=per_task", "steps=4", "global_batch_size=4"]
+    runs = {"one": adapt(*args, f"output={tmp_path / 'one'}"), "two": adapt(*args, f"output={tmp_path / 'two'}",
+                                                                               nproc=2),
+            "one-tasks": adapt(*args, *per_task, f"output={tmp_path / 'one-tasks'}"),
+            "two-tasks": adapt(*args, *per_task, f"output={tmp_path / 'two-tasks'}", nproc=2)}
+    for result in runs.values():
+        assert result.returncode == 0, result.stderr[-3000:]
     a, b = load(tmp_path / "one" / "step_12")[TABLE], load(tmp_path / "two" / "step_12")[TABLE]
     assert torch.equal(a, b)
+    for task in dataset_tasks(str(rules["new"])):
+        one, two = (load(tmp_path / name / "tasks" / task.name / "step_4") for name in ("one-tasks", "two-tasks"))
+        assert all(torch.equal(one[k], two[k]) for k in one), task.name
+    merged = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one-tasks", "two-tasks")]
+    assert {k: v for k, v in merged[0].items() if "wall" not in k} == \
+        {k: v for k, v in merged[1].items() if "wall" not in k}
 
 
 @pytest.mark.slow
@@ -221,6 +235,32 @@ def test_bad_input(rules, tmp_path):
     expect_user_error(adapt(f"checkpoint={plain / 'step_12'}", f"dataset={new}", f"output={tmp_path / 'o2'}"),
                  "has no puzzle-embedding table")
     assert not os.path.exists(tmp_path / "o2")
+    before = digest(rules["checkpoint"])
+    checkpoint = f"checkpoint={rules['checkpoint']}"
+    for args, message in (
+            (["train=[dense]"], "the model cannot tell new identifiers apart: use train=[embeddings,dense]"),
+            (["train=[embeddings,dense,io]"], "dense already trains the io weights"),
+            (["lr=0"], "lr: Input should be greater than 0"),
+            (["train=[embeddings,dense]", "dense_lr=-1e-3"], "dense_lr: Input should be greater than 0"),
+            (["select=demos", "select_steps=[]"], "give one or more step counts")):
+        expect_user_error(adapt(checkpoint, f"dataset={new}", f"output={tmp_path / 'o3'}", *args), message)
+        assert not os.path.exists(tmp_path / "o3")
+    # Identifiers that do not say which task a puzzle belongs to: the demonstrations all blank.
+    blank = tmp_path / "blank"
+    shutil.copytree(new, blank)
+    ids = blank / "train" / "all__puzzle_identifiers.npy"
+    np.save(ids, np.zeros_like(np.load(ids)))
+    expect_user_error(adapt(checkpoint, f"dataset={blank}", "scope=per_task", f"output={tmp_path / 'o4'}"),
+                      "nothing says which task a test puzzle belongs to; use scope=all")
+    assert not os.path.exists(tmp_path / "o4")
+    assert digest(rules["checkpoint"]) == before
+    # A single demonstration per task: nothing to hold out, so the task trains steps= steps, with a note.
+    build_rule_tasks(str(tmp_path / "one-demo"), tasks=4, held_out=2, colours=5, side=3, demos=1, tests=1, seed=0)
+    result = adapt(checkpoint, f"dataset={tmp_path / 'one-demo' / 'new-tasks'}", "select=demos", "steps=3",
+                   "global_batch_size=1", "scope=per_task", f"output={tmp_path / 'o5'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("none can be held out to choose the steps; training steps=3") == 2
+    assert [t["steps"] for t in json.loads((tmp_path / "o5" / "tasks.json").read_text()).values()] == [3, 3]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,3 +307,16 @@ def test_new_arc_tasks_end_to_end(tmp_path):
     assert identifiers[:trained_rows] == ["<blank>"] * trained_rows  # the new puzzles' rows come after
     assert {identifiers[trained_rows].split("_t")[0]} <= set(unseen)
     assert json.loads((tmp_path / "adapted" / "metrics.json").read_text())["eval/ARC/coverage"] == 1.0
+
+    # Per task, every weight, the steps chosen on held-out demonstrations: a validated submission of every task.
+    result = adapt(f"checkpoint={checkpoint}", f"tasks={hidden}", "train=[embeddings,dense]", "scope=per_task",
+                   "select=demos", "select_steps=[0,2]", "num_aug=2", "global_batch_size=4",
+                   f"output={tmp_path / 'per-task'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    submission = json.loads((tmp_path / "per-task" / "submission.json").read_text())
+    validate_submission(submission, {name: bundle["eval"][name] for name in unseen})
+    per_task = json.loads((tmp_path / "per-task" / "tasks.json").read_text())
+    assert sorted(per_task) == sorted(unseen)
+    assert all(t["steps"] == t["selection"]["chosen_steps"] in (0, 2) for t in per_task.values())
+    merged = json.loads((tmp_path / "per-task" / "metrics.json").read_text())
+    assert merged["eval/ARC/num_tasks"] == 3 and merged["eval/ARC/coverage"] == 1.0
