@@ -79,6 +79,7 @@ def main(argv: List[str]) -> None:
                 print(halting_comparison(results[False], results[True], eval_loader.metadata.sets))
             if eval_config.save_outputs:
                 print("outputs saved to " + ", ".join(f"{prefix}_all_preds.{r}" for r in range(info.world_size)))
+        close_distributed(wait_for_all=True)
     finally:
         close_distributed()
 

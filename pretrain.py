@@ -55,6 +55,7 @@ def main(hydra_config: DictConfig, job: Optional[int] = None) -> None:
             print(f"run {config.run_name!r}: {state.schedule.total_steps} steps on {info.device} x{info.world_size}, "
                   f"outputs in {config.checkpoint_path}")
         train_and_evaluate(config, state, train_loader, eval_loader, services, info)
+        close_distributed(wait_for_all=True)
     finally:
         if services.logger is not None:
             services.logger.finish()

@@ -111,9 +111,9 @@ def _select(arrays: Arrays, keep_puzzle: np.ndarray, keep_example: np.ndarray) -
 
 def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence[int]] = None,
               held_out_fold: Optional[int] = None) -> int:
-    """Write the puzzles of `identifiers` (default: every non-blank one of the train split) to `path`, numbered
-    from `first` in that order (the blank identifier stays 0; identifiers.json gets the matching names). Returns
-    the number of test examples written.
+    """Write the puzzles of `identifiers` (default: every puzzle of the train split, the blank identifier's too)
+    to `path`, numbered from `first` in that order (0 is the blank identifier, for padding; identifiers.json gets
+    the matching names). Returns the number of test examples written.
 
     Without `held_out_fold`: their demonstration puzzles (train) and test puzzles (test). With it: their
     demonstrations only (the source's test split is never read), one pair of every puzzle moved to the test
@@ -122,9 +122,9 @@ def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence
     metadata, sets = read_split(source, "train")
     blank = metadata.blank_identifier_id
     keep = identifiers
-    if identifiers is None:  # every puzzle, the blank ones too (e.g. Sudoku's)
+    if identifiers is None:  # every puzzle; blank ones (e.g. Sudoku's) share a new identifier of their own
         found = np.concatenate([a["puzzle_identifiers"] for a in sets.values()])
-        identifiers = sorted(set(found.tolist()) - {blank})
+        identifiers = sorted(set(found.tolist()))
     wanted = np.asarray(list(identifiers), dtype=np.int64)
     if held_out_fold is None:
         test_metadata, test_sets = read_split(source, "test")
@@ -145,7 +145,7 @@ def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence
     if held_out_fold is not None and test_examples == 0:
         return 0
     size = max(int(wanted.max(initial=0)), blank) + 1
-    renumber = np.zeros(size, dtype=np.int32)  # the blank identifier (and any other not kept) -> 0
+    renumber = np.zeros(size, dtype=np.int32)  # identifiers not kept -> 0
     renumber[wanted] = np.arange(first, first + len(wanted), dtype=np.int32)
     for split, (split_metadata, split_sets) in cut.items():
         for arrays in split_sets.values():

@@ -144,6 +144,13 @@ class AdaptConfig(pydantic.BaseModel):
             raise ValueError("train= has dense and io: dense already trains the io weights; keep one")
         if not self.select_steps or min(self.select_steps) < 0:
             raise ValueError(f"select_steps={self.select_steps}: give one or more step counts >= 0")
+        unused = [k for k in ("select_steps", "select_folds") if k in self.model_fields_set and self.select != "demos"]
+        unused += [k for k in ("dense_lr", "dense_weight_decay", "decay_to")
+                   if k in self.model_fields_set and not self.trains_weights]
+        if unused:
+            raise ValueError(f"{unused[0]}= has no effect here: it is for "
+                             + ("select=demos" if unused[0].startswith("select") else "train=[embeddings,dense] or "
+                                                                                      "[embeddings,io]"))
         return self
 
     @property
@@ -234,7 +241,7 @@ def adaptation_config(run: PretrainConfig, config: AdaptConfig, job: Job, is_arc
                device=config.device, compile=False, logger="none", eval_save_outputs=[], log_interval=10,
                lr_min_ratio=config.lr_min_ratio, evaluators=[ARC_EVALUATOR] if is_arc and not held_out else [],
                test_time={} if held_out else config.test_time, run_name=f"{run.run_name or 'run'} adapted",
-               checkpoint_interval=None, lr=config.dense_lr or run.lr,
+               checkpoint_interval=None, lr=config.dense_lr or run.lr, use_muon=run.use_muon and config.trains_weights,
                # The dense optimizer decays toward zero itself; toward the checkpoint, DecayToward does it.
                weight_decay=dense_decay(run, config) if config.decay_to == "zero" else 0.0)
     for key, value in (("puzzle_emb_lr", config.lr), ("puzzle_emb_weight_decay", config.weight_decay),
@@ -470,15 +477,16 @@ def adapt(argv: List[str]) -> None:
     created = not os.path.exists(output)
     try:
         if info.rank == 0 and os.path.exists(os.path.join(output, "metrics.json")):
-            raise AdaptError(f"{output} already holds an adaptation; choose another output= or remove it")
+            raise AdaptError(f"{output} already holds an adapted model; choose another output= or remove it")
         run, weights = read_trained(config.checkpoint, info.world_size, device=config.device, compile=False,
                                     keep_optimizer=True)
         table = trained_table(weights)
         check_request(config, table)
         first = max(table.shape[0] if table is not None else 0, 1)  # new identifiers follow the trained rows
         if info.rank == 0:
-            print(f"new puzzles get rows after the {first} trained ones; training {'+'.join(config.train)}, "
-                  f"scope={config.scope}, select={config.select}; outputs in {output}")
+            optimizer = ("Muon + AdamW" if run.use_muon else "AdamATan2") if config.trains_weights else "none"
+            print(f"new puzzles get rows after the {first} trained ones; training {'+'.join(config.train)} (dense "
+                  f"optimizer: {optimizer}), scope={config.scope}, select={config.select}; outputs in {output}")
         if config.scope == "all":
             job, is_arc = prepare_all(config, info, first)
             result = run_job(run, config, job, weights, info, is_arc, first)
@@ -505,6 +513,7 @@ def adapt(argv: List[str]) -> None:
                       f"{os.path.join(output, 'tasks.json')}")
         if info.rank == 0 and os.path.isfile(os.path.join(output, "submission.json")):
             print(f"submission: {os.path.join(output, 'submission.json')}")
+        close_distributed(wait_for_all=True)
     except BaseException:  # a bad request, a damaged file, Ctrl-C: what this adaptation wrote goes
         if info.rank == 0 and created and os.path.isdir(output):
             shutil.rmtree(output)

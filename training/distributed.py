@@ -38,8 +38,13 @@ def single_process(device: torch.device) -> DistInfo:
     return DistInfo(rank=0, world_size=1, local_rank=0, device=device)
 
 
-def close_distributed() -> None:
+def close_distributed(wait_for_all: bool = False) -> None:
+    """Leave the process group (a no-op when there is none). `wait_for_all` (a normal end) meets every rank at a
+    barrier first, so that no rank tears its connections down while another still uses them; after an error
+    the others may never arrive, so it does not wait."""
     if dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -104,6 +104,14 @@ def test_adaptation_learns_rows_for_new_puzzles(run, sudoku4, tmp_path):
     adapted = torch.load(tmp_path / "adapted" / "step_3", weights_only=True)
     table = adapted["model.inner.puzzle_emb.weights"]
     assert table.shape[0] > 1  # the trained rows, then one per new puzzle
+    # Training the weights too keeps the run's optimizer family: Muon for the 2-D weights, AdamW for the rest.
+    result = command("-m", "tools.adapt", f"checkpoint={run / f'step_{FINAL_STEP}'}", f"dataset={sudoku4}",
+                     "steps=3", f"output={tmp_path / 'dense'}", "device=cpu", "global_batch_size=16",
+                     "train=[embeddings,dense]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dense optimizer: Muon + AdamW" in result.stdout
+    dense = torch.load(tmp_path / "dense" / "step_3", weights_only=True)
+    assert not torch.equal(dense["model.inner.lm_head.weight"], adapted["model.inner.lm_head.weight"])
 
 
 @pytest.mark.slow

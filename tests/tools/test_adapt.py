@@ -242,7 +242,9 @@ def test_bad_input(rules, tmp_path):
             (["train=[embeddings,dense,io]"], "dense already trains the io weights"),
             (["lr=0"], "lr: Input should be greater than 0"),
             (["train=[embeddings,dense]", "dense_lr=-1e-3"], "dense_lr: Input should be greater than 0"),
-            (["select=demos", "select_steps=[]"], "give one or more step counts")):
+            (["select=demos", "select_steps=[]"], "give one or more step counts"),
+            (["select_steps=[5]"], "select_steps= has no effect here: it is for select=demos"),
+            (["dense_lr=0.1"], "dense_lr= has no effect here: it is for train=[embeddings,dense] or [embeddings,io]")):
         expect_user_error(adapt(checkpoint, f"dataset={new}", f"output={tmp_path / 'o3'}", *args), message)
         assert not os.path.exists(tmp_path / "o3")
     # Identifiers that do not say which task a puzzle belongs to: the demonstrations all blank.
