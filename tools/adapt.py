@@ -23,7 +23,7 @@ checkpoint and trains it on its own demonstrations only (tasks one after another
 torchrun; a task's result depends only on the checkpoint, its own data and the seed). `select=demos` chooses the
 number of steps without the test outputs: it holds out one demonstration pair per puzzle (`select_folds` of
 them, in turn), trains on the rest for max(select_steps) steps, scores the held-out pairs at every step count of
-`select_steps`, takes the best exact accuracy (then cell accuracy, then fewer steps), and trains on every
+`select_steps`, takes the best exact accuracy (then cell accuracy, lower loss, fewer steps), and trains on every
 demonstration for that many steps of the same schedule. A task with a single demonstration has nothing to hold
 out: it trains `steps` steps, with a note.
 
@@ -307,9 +307,10 @@ def answering(state: TrainState):
 
 
 def held_out_score(results: Dict[str, float]) -> Dict[str, float]:
-    exact = [v for k, v in results.items() if k.endswith("/exact_accuracy")]
-    cell = [v for k, v in results.items() if k.endswith("/accuracy")]
-    return {"exact": float(np.mean(exact)), "cell": float(np.mean(cell))}
+    def mean(name: str) -> float:
+        return float(np.mean([v for k, v in results.items() if k.endswith(f"/{name}")]))
+
+    return {"exact": mean("exact_accuracy"), "cell": mean("accuracy"), "loss": mean("lm_loss")}
 
 
 def choose_steps(run: PretrainConfig, config: AdaptConfig, job: Job, weights: Weights, info: DistInfo,
@@ -341,7 +342,8 @@ def choose_steps(run: PretrainConfig, config: AdaptConfig, job: Job, weights: We
         return None
     selection = None
     if info.rank == 0:
-        mean = {n: {k: float(np.mean([s[k] for s in runs])) for k in ("exact", "cell")} for n, runs in scores.items()}
+        mean = {n: {k: float(np.mean([s[k] for s in runs])) for k in ("exact", "cell", "loss")}
+                for n, runs in scores.items()}
         selection = {"chosen_steps": best_steps(mean), "select_steps": grid, "held_out_examples": held_out,
                      "held_out_scores": {str(n): v for n, v in mean.items()}}
     return on_rank_zero(info, lambda: selection)

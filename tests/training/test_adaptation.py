@@ -34,9 +34,10 @@ def test_decay_toward_the_checkpoint_by_hand():
 
 
 @pytest.mark.parametrize("scores, expected", [
-    ({50: (0.5, 0.9), 200: (0.5, 0.95), 1000: (0.25, 0.99)}, 200),   # exact first, then cell accuracy
-    ({0: (0.0, 0.6), 50: (0.0, 0.6), 200: (0.0, 0.6)}, 0),           # a full tie: the fewest steps
-    ({50: (0.2, 0.1), 1000: (0.4, 0.1)}, 1000),
+    ({50: (0.5, 0.9, 1.0), 200: (0.5, 0.95, 2.0), 1000: (0.25, 0.99, 0.1)}, 200),  # exact, then cell accuracy
+    ({50: (1.0, 1.0, 0.3), 200: (1.0, 1.0, 0.1), 1000: (1.0, 1.0, 0.2)}, 200),    # then the lower loss
+    ({0: (0.0, 0.6, 1.0), 50: (0.0, 0.6, 1.0), 200: (0.0, 0.6, 1.0)}, 0),         # a full tie: the fewest steps
+    ({50: (0.2, 0.1, 0.0), 1000: (0.4, 0.1, 9.0)}, 1000),
 ])
 def test_best_steps(scores, expected):
-    assert best_steps({n: {"exact": e, "cell": c} for n, (e, c) in scores.items()}) == expected
+    assert best_steps({n: {"exact": e, "cell": c, "loss": x} for n, (e, c, x) in scores.items()}) == expected
