@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from dataset.builder_common import BLANK_IDENTIFIER, write_identifiers, write_split
+from dataset.builder_common import ARRAY_FIELDS, BLANK_IDENTIFIER, write_identifiers, write_split
 from dataset.codecs import parse_augmentation_name
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import load_metadata
@@ -44,7 +44,7 @@ def read_split(path: str, split: str) -> tuple:
     sets = {}
     for set_name in metadata.sets:
         sets[set_name] = {field: np.load(os.path.join(path, split, f"{set_name}__{field}.npy"))
-                          for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")}
+                          for field in ARRAY_FIELDS}
     return metadata, sets
 
 
@@ -117,8 +117,8 @@ def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence
 
     Without `held_out_fold`: their demonstration puzzles (train) and test puzzles (test). With it: their
     demonstrations only (the source's test split is never read), one pair of every puzzle moved to the test
-    split: the last pair for fold 0, the one before it for fold 1, and so on; a puzzle with too few pairs (it
-    needs fold + 2) keeps them all in train. 0 test examples: nothing could be held out, nothing is written."""
+    split: the last pair for fold 0, the one before it for fold 1, and so on; a puzzle with too few pairs
+    (it needs fold + 1, and 2 at least) keeps them all in train. 0 test examples: nothing could be held out, nothing is written."""
     metadata, sets = read_split(source, "train")
     blank = metadata.blank_identifier_id
     keep = identifiers
