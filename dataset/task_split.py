@@ -118,7 +118,8 @@ def write_cut(source: str, path: str, first: int, identifiers: Optional[Sequence
     Without `held_out_fold`: their demonstration puzzles (train) and test puzzles (test). With it: their
     demonstrations only (the source's test split is never read), one pair of every puzzle moved to the test
     split: the last pair for fold 0, the one before it for fold 1, and so on; a puzzle with too few pairs
-    (it needs fold + 1, and 2 at least) keeps them all in train. 0 test examples: nothing could be held out, nothing is written."""
+    (it needs fold + 1, and 2 at least) keeps them all in train. 0 test examples: nothing could be held out,
+    nothing is written."""
     metadata, sets = read_split(source, "train")
     blank = metadata.blank_identifier_id
     keep = identifiers
