@@ -172,9 +172,9 @@ class Job:
     name: Optional[str] = None
 
 
-def trained_table(state: Weights) -> Optional[torch.Tensor]:
-    """The checkpoint's puzzle-embedding table (rows = the puzzles it was trained on), None without one."""
-    return next((v for k, v in state.items() if k.endswith(PUZZLE_EMB_KEY_SUFFIX)), None)
+def table_key(state: Weights) -> Optional[str]:
+    """The key of the checkpoint's puzzle-embedding table (rows = the puzzles it was trained on), None without one."""
+    return next((k for k in state if k.endswith(PUZZLE_EMB_KEY_SUFFIX)), None)
 
 
 def check_request(config: AdaptConfig, table: Optional[torch.Tensor]) -> None:
@@ -284,10 +284,9 @@ def build_state(adapt: PretrainConfig, config: AdaptConfig, weights: Weights, de
     metadata = loader.metadata
     model = create_model(adapt, metadata, info)
     weights = dict(weights)
-    table = trained_table(weights)
-    if table is not None:
-        key = next(k for k in weights if k.endswith(PUZZLE_EMB_KEY_SUFFIX))
-        weights[key] = extended_table(table, metadata.num_puzzle_identifiers, config.init,
+    key = table_key(weights)
+    if key is not None:
+        weights[key] = extended_table(weights[key], metadata.num_puzzle_identifiers, config.init,
                                       metadata.blank_identifier_id, adapt.seed)
     load_weights(model, weights, config.checkpoint)
     dense = set_trainable(model, config.train)
@@ -482,7 +481,8 @@ def adapt(argv: List[str]) -> None:
             raise AdaptError(f"{output} already holds an adapted model; choose another output= or remove it")
         run, weights = read_trained(config.checkpoint, info.world_size, device=config.device, compile=False,
                                     keep_optimizer=True)
-        table = trained_table(weights)
+        key = table_key(weights)
+        table = weights[key] if key is not None else None
         check_request(config, table)
         first = max(table.shape[0] if table is not None else 0, 1)  # new identifiers follow the trained rows
         if info.rank == 0:
