@@ -102,8 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[50, 200, 1000],
                         help="N of every row but (a) and (d); also the grid select=demos chooses from")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
-    parser.add_argument("--no-select", action="store_true", help="skip the select=demos runs")
-    parser.add_argument("--select-only", action="store_true", help="only the select=demos runs (and (a), (d))")
+    select = parser.add_mutually_exclusive_group()
+    select.add_argument("--no-select", action="store_true", help="skip the select=demos runs")
+    select.add_argument("--select-only", action="store_true", help="only the select=demos runs (and (a), (d))")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on one thread")
     parser.add_argument("--run-root", default=os.path.join("checkpoints", "adapt-experiment"),
                         help="one folder per seed; a seed whose folder holds a finished training run reuses it")
@@ -136,8 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if row == "d":
                     work.append(lambda s=seed: ceiling(s))
                     continue
-                counts = [0] if row == "a" else ([] if args.select_only else [*args.steps]) + \
-                    ([] if args.no_select else ["select"])
+                fixed = [] if args.select_only else [*args.steps]
+                counts = [0] if row == "a" else fixed + ([] if args.no_select else ["select"])
                 work += [lambda s=seed, c=checkpoint, r=row, n=n, o=out_root: adaptation(s, c, r, n, args.steps, o)
                          for n in counts]
         rows = []
