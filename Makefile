@@ -25,8 +25,9 @@ browser:
 
 # Full suite, slow end-to-end tests included (they fit in CI). One worker per core (pytest-xdist); each test file
 # stays on one worker, so a file's shared fixtures (a trained run) are built once.
+# The 20 slowest tests are listed at the end: where to look when the suite grows slow.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=20 tests
 
 # Unit tests only.
 test-fast: $(STAMP)

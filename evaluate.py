@@ -12,12 +12,12 @@ checkpoint file is a model state dict, with or without torch.compile's `_orig_mo
 """
 import json
 import sys
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 import pydantic
 
-from training.build import create_dataloader, create_evaluators, create_test_time
-from training.config import check_savable_outputs
+from training.build import create_dataloader, create_evaluators, create_task_codec, create_test_time
+from training.config import TestTimeConfig, check_savable_outputs, check_task_name
 from training.distributed import close_distributed, init_distributed
 from training.evaluation import evaluate, unused_output_prefix
 from training.restore import load_trained
@@ -36,12 +36,15 @@ class EvalConfig(pydantic.BaseModel):
     device: str = pydantic.Field("auto", description="auto, cpu, cuda, cuda:N, mps")
     compile: Optional[bool] = pydantic.Field(None, description="torch.compile; default: on for CUDA")
     evaluators: Optional[List[dict]] = pydantic.Field(None, description="e.g. [{name: arc@ARC}]; default: the run's")
-    test_time: Dict[str, Any] = pydantic.Field({}, description="test-time compute (training/config.py "
-                                                               "TestTimeConfig); default: plain")
+    test_time: TestTimeConfig = pydantic.Field(TestTimeConfig(), description="test-time compute (docs/DESIGN.md "
+                                                                              "§9); default: plain")
+    task: Optional[str] = pydantic.Field(None, description="the task of a dataset whose dataset.json names none "
+                                                           "(built elsewhere); default: the run's")
     adaptive_halting: bool = pydantic.Field(False, description="also evaluate with each row stopping when its Q "
                                                                "head prefers halting, and compare")
 
     _known_outputs = pydantic.field_validator("save_outputs")(check_savable_outputs)
+    _known_task = pydantic.field_validator("task")(check_task_name)
 
 
 def halting_comparison(fixed: dict, adaptive: dict, sets: List[str]) -> str:
@@ -59,19 +62,21 @@ def main(argv: List[str]) -> None:
     eval_config = parse_overrides(EvalConfig, argv, __doc__)
     info = init_distributed(eval_config.device)
     try:
-        optional = {k: getattr(eval_config, k) for k in ("global_batch_size", "evaluators")
+        optional = {k: getattr(eval_config, k) for k in ("global_batch_size", "evaluators", "task")
                     if getattr(eval_config, k) is not None}
         run = load_trained(eval_config.checkpoint, info, data_path=eval_config.data_path, device=eval_config.device,
                            compile=eval_config.compile, eval_save_outputs=eval_config.save_outputs,
                            test_time=eval_config.test_time, **optional)
         eval_loader = create_dataloader(run.config, "test", info)
         evaluators = create_evaluators(run.config, eval_loader)
-        test_time = create_test_time(run.config, eval_loader)
+        codec = create_task_codec(run.config, eval_loader)
+        test_time = create_test_time(run.config, eval_loader, codec)
         # An hf:// checkpoint's outputs go under checkpoints/hub/; no file this evaluation did not write is replaced.
         prefix = unused_output_prefix(output_prefix(eval_config.checkpoint), info)
         modes = [False, True] if eval_config.adaptive_halting else [False]
         results = {halt_on_q: evaluate(run.model, eval_loader, info, eval_config.save_outputs,
-                                       prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q, test_time)
+                                       prefix + ("_adaptive" if halt_on_q else ""), evaluators, halt_on_q, test_time,
+                                       codec)
                    for halt_on_q in modes}
         if info.rank == 0:
             print(json.dumps(results[False], indent=2))

@@ -18,8 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from training.build import (create_dataloader, create_evaluators, create_test_time, init_train_state,
-                            total_train_steps)
+from training.build import (create_dataloader, create_evaluators, create_task_codec, create_test_time,
+                            init_train_state, total_train_steps)
 from training.checkpoint_files import CheckpointWriter
 from training.checkpointing import restore_train_state, rewind_metrics
 from training.config import ArchConfig, LossConfig, PretrainConfig
@@ -45,7 +45,8 @@ def main(hydra_config: DictConfig, job: Optional[int] = None) -> None:
         state = init_train_state(config, train_loader.metadata, info, total_train_steps(config, train_loader))
         services.writer = CheckpointWriter(config.checkpoint_in_background)
         services.evaluators = create_evaluators(config, eval_loader)
-        services.test_time = create_test_time(config, eval_loader)
+        services.codec = create_task_codec(config, eval_loader)
+        services.test_time = create_test_time(config, eval_loader, services.codec)
         wandb_id = restore_train_state(config, state, train_loader, info) if config.resume else None
 
         if info.rank == 0:

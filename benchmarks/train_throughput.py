@@ -79,6 +79,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from dataset.common import PuzzleDatasetMetadata
+from models.common import compile_model
 from training.build import init_train_state
 from training.config import PretrainConfig, validate_config
 from training.distributed import single_process
@@ -349,7 +350,7 @@ def build_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, device:
     torch.manual_seed(config.seed)
     if compile_mode is not None and config.compile:
         state = init_train_state(config.model_copy(update=dict(compile=False)), metadata, info, BEYOND_LAST_STEP)
-        state.model.compile(dynamic=False, mode=compile_mode)
+        compile_model(state.model, dynamic=False, mode=compile_mode)
     else:
         state = init_train_state(config, metadata, info, BEYOND_LAST_STEP)  # never reaches its end (nor its log)
     return state, info

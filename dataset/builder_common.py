@@ -1,4 +1,4 @@
-"""Helpers shared by the dataset builders (build_sudoku_dataset.py, build_maze_dataset.py, build_arc_dataset.py).
+"""The dataset writer: helpers every task's builder (tasks/<task>/build.py) shares.
 
 Everything here writes the on-disk format of docs/DESIGN.md §6:
 
@@ -12,8 +12,8 @@ Everything here writes the on-disk format of docs/DESIGN.md §6:
 
 Builds are atomic: a builder writes into a hidden temporary sibling of the output folder and renames it into
 place only once every file is written, so an interrupted or failed build never leaves a folder that looks
-complete.  Bad input raises `DatasetBuildError`; `run_cli` turns it into one line on stderr,
-`error: <file>:<row>: <what>`, and exit status 2.
+complete.  Bad input raises `DatasetBuildError`, which the builders' commands (utils/cli.py run_command) end as
+one line on stderr, `error: <file>:<row>: <what>`, and exit status 2.
 """
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ import csv
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -63,21 +62,8 @@ class DatasetBuildError(UserError, ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Command-line entry
+# Command-line flags
 # ----------------------------------------------------------------------------------------------------------
-
-def run_cli(main: Callable[[Optional[Sequence[str]]], None], argv: Optional[Sequence[str]] = None) -> int:
-    """Run a builder's main; bad input becomes `error: ...` on stderr and exit status 2 (no traceback)."""
-    try:
-        main(argv)
-    except DatasetBuildError as e:
-        print(f"error: {e.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no output written", file=sys.stderr)
-        return 130
-    return 0
-
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -200,9 +186,13 @@ def single_example_structure(num_groups: int, puzzles_per_group: int) -> Dict[st
     }
 
 
-def grid_metadata(vocab_size: int, seq_len: int, total_groups: int) -> PuzzleDatasetMetadata:
-    """Metadata of the single-example, single-identifier datasets (Sudoku, maze), as the original wrote it."""
+def grid_metadata(vocab_size: int, seq_len: int, total_groups: int, task: str,
+                  task_options: Optional[dict] = None) -> PuzzleDatasetMetadata:
+    """Metadata of the single-example, single-identifier datasets (Sudoku, maze), as the original wrote it, with the
+    task (tasks/<task>/) and its codec's options."""
     return PuzzleDatasetMetadata(
+        task=task,
+        **({"task_options": task_options} if task_options else {}),
         pad_id=0,
         ignore_label_id=0,
         blank_identifier_id=0,

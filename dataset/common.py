@@ -1,5 +1,5 @@
 """Shared pieces of the HRM dataset format (docs/DESIGN.md §6): metadata and the dihedral group of grid transforms."""
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pydantic
@@ -24,6 +24,11 @@ class PuzzleDatasetMetadata(pydantic.BaseModel):
     sets: List[str]
     # Written by some later upstream builders; not needed here, accepted so their datasets load.
     total_puzzles: Optional[int] = None
+    # The task (a folder of tasks/, e.g. "sudoku") and what its codec needs beyond the shapes (a Sudoku's box), written
+    # by this project's builders; a dataset built elsewhere has none (tasks/__init__.py dataset_codec). The original
+    # loaders ignore keys they do not know, so the datasets stay interchangeable.
+    task: Optional[str] = None
+    task_options: Optional[Dict[str, Any]] = None
 
 
 # The 8 symmetries of the square, numbered as in the original HRM builders so that augmented

@@ -58,6 +58,7 @@ __all__ = [
     "DatasetNotFoundError",
     "PuzzleDataset",
     "PuzzleDatasetConfig",
+    "eval_batches",
     "iteration_rng",
     "load_merged_metadata",
     "load_metadata",
@@ -158,9 +159,11 @@ _SHARED_FIELDS = ("vocab_size", "seq_len", "pad_id", "ignore_label_id", "blank_i
 
 
 class DatasetSource(pydantic.BaseModel):
-    """One folder of a merged dataset: its set names in the merged dataset and its identifier offset."""
+    """One folder of a merged dataset: its own metadata, its set names in the merged dataset and its identifier
+    offset."""
 
     path: str
+    metadata: PuzzleDatasetMetadata
     sets: Dict[str, str]  # the folder's set name -> its name in the merged dataset
     identifier_offset: int
 
@@ -187,7 +190,7 @@ def load_merged_metadata(dataset_paths: List[str], split: str, identifier_offset
                                      f"{', '.join(differ)}; datasets trained together must share "
                                      f"{', '.join(_SHARED_FIELDS)}")
         names = {s: s if i == 0 else f"{s}{i}" for s in metadata.sets}
-        sources.append(DatasetSource(path=path, sets=names, identifier_offset=offset))
+        sources.append(DatasetSource(path=path, metadata=metadata, sets=names, identifier_offset=offset))
         sets.extend(names.values())
         offset += metadata.num_puzzle_identifiers
     if len(metadatas) == 1:
@@ -195,8 +198,10 @@ def load_merged_metadata(dataset_paths: List[str], split: str, identifier_offset
     total_groups = sum(m.total_groups for m in metadatas)
     examples_per_epoch = sum(m.total_groups * m.mean_puzzle_examples for m in metadatas)
     puzzles = [m.total_puzzles for m in metadatas]
+    same_task = all((m.task, m.task_options) == (first.task, first.task_options) for m in metadatas)
     merged = first.model_copy(update=dict(
         num_puzzle_identifiers=offset, total_groups=total_groups, sets=sets,
+        task=first.task if same_task else None, task_options=first.task_options if same_task else None,
         mean_puzzle_examples=examples_per_epoch / total_groups if total_groups else 0.0,
         total_puzzles=sum(puzzles) if None not in puzzles else None))
     return merged, sources
@@ -289,10 +294,16 @@ def _train_batch_indices(
         yield examples, np.repeat(puzzles, counts)
 
 
-def _eval_batch_ranges(num_examples: int, global_batch_size: int) -> Iterator[Tuple[int, int]]:
-    """Yield ``(start, end)`` example ranges of the global evaluation batches, in order."""
+def eval_batches(num_examples: int, global_batch_size: int, rank: int, num_replicas: int
+                 ) -> Iterator[Tuple[np.ndarray, int]]:
+    """For every global evaluation batch of a set of `num_examples`, in order: the examples rank `rank` of
+    `num_replicas` runs (consecutive, up to global_batch_size / num_replicas; fewer, or none, in the last batch) and
+    the batch's number of real examples. tools/export_predictions.py puts saved rows back in order with it."""
+    local = global_batch_size // num_replicas
     for start in range(0, num_examples, global_batch_size):
-        yield start, min(start + global_batch_size, num_examples)
+        end = min(start + global_batch_size, num_examples)
+        lo, hi = min(start + rank * local, end), min(start + (rank + 1) * local, end)
+        yield np.arange(lo, hi, dtype=np.int64), end - start
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -523,19 +534,17 @@ class PuzzleDataset(IterableDataset):
 
     def _iter_eval(self, skip: int, progress: List[int]):
         data = self._load()
-        B, L, r = self.config.global_batch_size, self.local_batch_size, self.config.rank
         for set_name in self.metadata.sets:
             arrays = data[set_name]
-            for start, end in _eval_batch_ranges(arrays["inputs"].shape[0], B):
+            for examples, size in eval_batches(arrays["inputs"].shape[0], self.config.global_batch_size,
+                                               self.config.rank, self.config.num_replicas):
                 if skip > 0:
                     skip -= 1
                     continue
-                lo, hi = min(start + r * L, end), min(start + (r + 1) * L, end)
-                examples = np.arange(lo, hi, dtype=np.int64)
                 puzzles = np.searchsorted(arrays["puzzle_indices"], examples, side="right") - 1
-                batch = self._collate(arrays, examples, puzzles, L)
+                batch = self._collate(arrays, examples, puzzles, self.local_batch_size)
                 progress[1] += 1
-                yield set_name, batch, end - start
+                yield set_name, batch, size
         self._finish(progress)
 
     def num_eval_batches(self) -> int:
@@ -546,14 +555,22 @@ class PuzzleDataset(IterableDataset):
 
     def count_train_batches(self, iterations: int) -> int:
         """Batches that the first `iterations` training iterations yield (over all sets, this rank's as every
-        rank's): their index draws replayed, no example read. A few seconds for a day-long ARC run."""
+        rank's): their index draws replayed, no example read. A few seconds for a day-long ARC run; none where
+        every puzzle has one example (Sudoku, mazes): no batch then cuts a puzzle short, so an iteration yields
+        exactly epochs x groups // batch batches whatever is drawn."""
         data = self._load()
         sets = self.metadata.sets
-        return sum(
-            sum(1 for _ in _train_batch_plans(iteration_rng(self.config.seed, iteration * len(sets) + offset + 1),
-                                              data[set_name]["group_indices"], data[set_name]["puzzle_indices"],
-                                              self.config.epochs_per_iter, self.config.global_batch_size))
-            for iteration in range(iterations) for offset, set_name in enumerate(sets))
+        epochs, batch = self.config.epochs_per_iter, self.config.global_batch_size
+        total = 0
+        for offset, set_name in enumerate(sets):
+            group_indices, puzzle_indices = data[set_name]["group_indices"], data[set_name]["puzzle_indices"]
+            if (np.diff(puzzle_indices) == 1).all():
+                total += iterations * (epochs * (group_indices.size - 1) // batch)
+                continue
+            total += sum(sum(1 for _ in _train_batch_plans(
+                iteration_rng(self.config.seed, iteration * len(sets) + offset + 1), group_indices, puzzle_indices,
+                epochs, batch)) for iteration in range(iterations))
+        return total
 
     # -- pickling (DataLoader workers) ---------------------------------------------------------------------
 

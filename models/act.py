@@ -20,18 +20,20 @@ both (models/hrm/hrm_act_v1.py, models/recursive_reasoning/trm.py, models/urm/ur
 trainer, test-time compute and the benchmark read only this contract (tests/models/test_contract.py checks every
 core against it).
 """
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Optional, Tuple
+from typing import Dict, Iterator, List, Literal, Optional, Tuple
 
 import pydantic
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import trunc_normal_init_
+from models.common import run_eagerly, trunc_normal_init_
 from models.layers import Attention, CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding, SwiGLU, rms_norm
 from models.sparse_embedding import CastedSparseEmbedding
+from utils.errors import ConfigError
 
 Batch = Dict[str, torch.Tensor]
 
@@ -66,8 +68,15 @@ class ReasoningConfig(pydantic.BaseModel):
     no_ACT_continue: bool = False
     forward_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     causal: bool = False  # accepted for compatibility with the original configs; these models attend both ways
-    # Seed of the generator behind ACT exploration (the trainer passes seed + rank).
+    # Seed of the generators behind ACT exploration and training noise (the trainer passes seed + rank).
     seed: int = 0
+    # Training that makes running deeper pay (EqR, Huang et al. 2026, arXiv 2605.21488), off by default. init_noise:
+    # every row starts from a random latent state (a truncated normal of this std per position and channel)
+    # instead of the core's fixed initial states; evaluation starts from that distribution's centre, zero, and
+    # test-time trajectories draw around it (test_time.noise_std). path_noise: Gaussian noise of this std is
+    # added to the output of every call of the modules the core declares (segment_calls) while training.
+    init_noise: float = pydantic.Field(0.0, ge=0)
+    path_noise: float = pydantic.Field(0.0, ge=0)
 
     @pydantic.model_validator(mode="after")
     def _shapes_fit(self):
@@ -213,6 +222,10 @@ class RecursiveReasoningInner(nn.Module):
                                              cast_to=self.forward_dtype)
 
         self.build_levels()
+        if config.path_noise > 0:
+            for module in dict.fromkeys(module for module, _, _ in self.segment_calls()):
+                module.register_forward_hook(self._add_path_noise)
+        self._noise_generator: Optional[torch.Generator] = None
 
         # Where a row starts (or restarts after halting): one vector per state, the same at every position.
         for buffer in self.latent_states.values():
@@ -226,11 +239,13 @@ class RecursiveReasoningInner(nn.Module):
             self.q_head.bias.fill_(-5.0)
 
     # -- the core ----------------------------------------------------------------------------------------------
-    # A core declares its latent states (name -> the persistent buffer it starts from), the state the heads read
-    # and the state that test-time latent noise perturbs.
+    # A core declares its latent states (name -> the persistent buffer it starts from), the state the heads read,
+    # the state that test-time latent noise perturbs, and the config field that counts the cycles of a segment's
+    # recursion (test_time.cycles_scale multiplies it; None: a core without cycles).
     latent_states: Dict[str, str] = {"z_H": "H_init", "z_L": "L_init"}
     answer_state = "z_H"
     noise_state = "z_L"
+    cycles_key: Optional[str] = "H_cycles"
 
     def build_levels(self) -> None:
         """Create the reasoning modules (their attribute names are the state-dict names)."""
@@ -277,10 +292,45 @@ class RecursiveReasoningInner(nn.Module):
         # deterministic, which exact-resume checks compare.
         return {name: torch.zeros(shape, dtype=self.forward_dtype, device=device) for name in self.latent_states}
 
-    def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
+    def reset_carry(self, reset: torch.Tensor, carry: InnerCarry, starts: Optional[InnerCarry] = None
+                    ) -> InnerCarry:
+        """Rows of `reset` restart from the initial states (`starts` in their place, with init_noise)."""
         reset = reset.view(-1, 1, 1)
-        return {name: torch.where(reset, getattr(self, buffer), carry[name])
+        return {name: torch.where(reset, getattr(self, buffer) if starts is None else starts[name], carry[name])
                 for name, buffer in self.latent_states.items()}
+
+    # -- training noise (init_noise, path_noise) ------------------------------------------------------------------
+
+    def noise_generator(self) -> torch.Generator:
+        """The generator of the training noise: its own stream of the config's seed, on the model's device."""
+        device = self.lm_head.weight.device
+        if self._noise_generator is None or self._noise_generator.device != device:
+            self._noise_generator = torch.Generator(device=device)
+            self._noise_generator.manual_seed((self.config.seed * 1_000_003 + 17) % 2 ** 63)
+        return self._noise_generator
+
+    # Outside torch.compile, as ACT exploration: a generator argument cannot be traced.
+    @run_eagerly
+    def random_starts(self, carry: InnerCarry) -> InnerCarry:
+        """init_noise: in training a random state per row (a truncated normal, as EqR draws them); in evaluation
+        the centre of that distribution, zero."""
+        if not self.training:
+            return {name: torch.zeros_like(state) for name, state in carry.items()}
+        generator = self.noise_generator()
+        return {name: trunc_normal_init_(torch.empty(state.shape, device=state.device), self.config.init_noise,
+                                         generator=generator).to(state.dtype) for name, state in carry.items()}
+
+    def _add_path_noise(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        """path_noise (a forward hook on the core's modules): the update, plus Gaussian noise while training."""
+        if not self.training:
+            return output
+        return output + self._path_noise(output)
+
+    # The hook itself stays traceable: it is bound when registered, before compile_model marks methods disabled.
+    @run_eagerly
+    def _path_noise(self, output: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(output.shape, generator=self.noise_generator(), device=output.device)
+        return (self.config.path_noise * noise).to(output.dtype)
 
     def forward(self, carry: InnerCarry, batch: Batch
                 ) -> Tuple[InnerCarry, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
@@ -305,6 +355,9 @@ class RecursiveReasoningACT(nn.Module):
 
     config_class = ReasoningConfig
     inner_class = RecursiveReasoningInner
+    # Updates by which the original trainer of this core reads its learning-rate schedule behind the update it
+    # applies (training/state.py Schedule; config lr_schedule_lag): HRM's and TRM's read it at the update itself.
+    original_lr_schedule_lag = 0
 
     def __init__(self, config_dict: dict):
         super().__init__()
@@ -330,15 +383,37 @@ class RecursiveReasoningACT(nn.Module):
         return self._generator
 
     def rng_state(self) -> Dict[str, torch.Tensor]:
-        return {"exploration": self.exploration_generator().get_state().cpu()}
+        state = {"exploration": self.exploration_generator().get_state().cpu()}
+        if self.config.init_noise > 0 or self.config.path_noise > 0:
+            state["noise"] = self.inner.noise_generator().get_state().cpu()
+        return state
 
     def load_rng_state(self, state: Dict[str, torch.Tensor]) -> None:
         self.exploration_generator().set_state(state["exploration"])
+        if "noise" in state:
+            self.inner.noise_generator().set_state(state["noise"])
+
+    @contextlib.contextmanager
+    def deeper(self, cycles_scale: int) -> Iterator[None]:
+        """Inside the block every segment runs `cycles_scale` times the core's cycles (its cycles_key): more depth
+        at test time than trained."""
+        if cycles_scale == 1:
+            yield
+            return
+        key, trained = self.inner.cycles_key, self.inner.config
+        if key is None:
+            raise ConfigError(f"test_time.cycles_scale: {type(self).__name__} has no cycles to scale; use "
+                              f"cycles_scale=1 and test_time.segments for more depth")
+        self.inner.config = trained.model_copy(update={key: getattr(trained, key) * cycles_scale})
+        try:
+            yield
+        finally:
+            self.inner.config = trained
 
     # -- ACT ---------------------------------------------------------------------------------------------------
 
     # Outside torch.compile: a generator argument cannot be traced (graph breaks and a recompile otherwise).
-    @torch.compiler.disable
+    @run_eagerly
     def _exploration_min_steps(self, steps: torch.Tensor) -> torch.Tensor:
         """Exploration: with probability halt_exploration_prob a row must run at least U{2..max} segments."""
         gen = self.exploration_generator()
@@ -368,7 +443,8 @@ class RecursiveReasoningACT(nn.Module):
         `halt_on_q` stop as soon as their Q head says halt (adaptive inference). `latent_noise` (rows, positions,
         hidden) is added to the core's `noise_state` before the segment (test-time trajectories)."""
         halted = carry.halted
-        inner_carry = self.inner.reset_carry(halted, carry.inner_carry)
+        starts = self.inner.random_starts(carry.inner_carry) if self.config.init_noise > 0 else None
+        inner_carry = self.inner.reset_carry(halted, carry.inner_carry, starts)
         if latent_noise is not None:
             noisy = self.inner.noise_state
             inner_carry = {**inner_carry, noisy: inner_carry[noisy] + latent_noise.to(inner_carry[noisy].dtype)}

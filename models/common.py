@@ -1,8 +1,11 @@
-"""Weight initialisation shared by every layer."""
+"""Weight initialisation shared by every layer, and compiling a model."""
 import math
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
+from torch import nn
+
+Method = TypeVar("Method", bound=Callable)
 
 
 def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, upper: float = 2.0,
@@ -31,3 +34,23 @@ def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2
         tensor.mul_(sqrt2 * scale)
         tensor.clamp_(lower * scale, upper * scale)
         return tensor
+
+
+def run_eagerly(method: Method) -> Method:
+    """Mark a model method that torch.compile must not trace (one that draws from a torch.Generator: a generator
+    argument cannot be traced; it would graph-break and recompile). `compile_model` applies the marks: the
+    decorator `torch.compiler.disable` imports torch._dynamo, which would double every command's start-up on the
+    CPU, where nothing compiles."""
+    method.run_eagerly = True
+    return method
+
+
+def compile_model(model: nn.Module, **options) -> None:
+    """`model.compile(**options)` in place, the methods marked `run_eagerly` on its classes disabled for
+    torch.compile first (once per class: a disabled method is left as it is)."""
+    classes = {cls for module in model.modules() for cls in type(module).__mro__}
+    for cls in classes:
+        for name, attribute in list(vars(cls).items()):
+            if getattr(attribute, "run_eagerly", False) and not getattr(attribute, "_torchdynamo_disable", False):
+                setattr(cls, name, torch.compiler.disable(attribute))
+    model.compile(**options)

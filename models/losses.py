@@ -1,5 +1,5 @@
 """ACT loss head (docs/DESIGN.md §4): LM loss on the answer tokens plus the Q-learning losses of the halting head."""
-from typing import Dict, Literal, Sequence, Tuple
+from typing import Any, Dict, Literal, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,8 +62,17 @@ def answer_metrics(preds: torch.Tensor, labels: torch.Tensor, q_halt_logits: tor
     return metrics, seq_is_correct
 
 
+class StepOutput(NamedTuple):
+    """What one segment of the loss head gives back."""
+    carry: Any                           # the ACT carry for the next segment (models/act.py ACTCarry)
+    loss: torch.Tensor                   # summed over the batch's rows: the trainer divides by the global batch
+    metrics: Dict[str, torch.Tensor]     # sums over the rows that halted this segment (see answer_metrics)
+    outputs: Dict[str, torch.Tensor]     # the requested `return_keys`, detached
+    all_halted: torch.Tensor             # bool: every row halted (evaluation runs until it is)
+
+
 class ACTLossHead(nn.Module):
-    """Wraps an ACT model: one call runs one segment and returns (carry, loss, metrics, outputs, all_halted).
+    """Wraps an ACT model: one call runs one segment and returns its StepOutput.
 
     Metrics are *sums* over the rows that halted this segment and have labels; the trainer divides them by the
     count (or, for losses, by the global batch size) after reducing across ranks.
@@ -95,8 +104,11 @@ class ACTLossHead(nn.Module):
     def load_rng_state(self, state) -> None:
         self.model.load_rng_state(state)
 
-    def forward(self, return_keys: Sequence[str] = (), **model_kwargs
-                ) -> Tuple[object, torch.Tensor, Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]:
+    def deeper(self, cycles_scale: int):
+        """A block in which every segment runs `cycles_scale` times the core's cycles (test-time depth)."""
+        return self.model.deeper(cycles_scale)
+
+    def forward(self, return_keys: Sequence[str] = (), **model_kwargs) -> StepOutput:
         new_carry, outputs = self.model(**model_kwargs)
         labels = new_carry.current_data["labels"]
 
@@ -121,4 +133,4 @@ class ACTLossHead(nn.Module):
 
         detached = {k: outputs[k].detach() for k in return_keys if k in outputs}
         loss = lm_loss + 0.5 * (q_halt_loss + q_continue_loss)
-        return new_carry, loss, metrics, detached, new_carry.halted.all()
+        return StepOutput(new_carry, loss, metrics, detached, new_carry.halted.all())

@@ -1,10 +1,11 @@
 """Muon and its AdamW companion, as URM trains ARC-AGI-2 (`use_muon=true`; Gao et al. 2025, code UbiquantAI/URM).
 
 Every 2-D dense weight (the token embedding and the heads included) goes to Muon: a momentum buffer b = μ·b + g, the
-Nesterov update g + μ·b rounded to bfloat16, orthogonalised by five Newton–Schulz iterations in float32 (each with
-its own coefficients), then p <- p·(1 - lr·wd) - lr·0.2·sqrt(max(rows, cols))·update: the learning rate matched to
-AdamW's update RMS (Moonlight, arXiv 2502.16982). The other dense parameters go to `MatchedAdamW`. The puzzle
-embeddings keep their sparse SignSGD; every optimizer follows the run's schedule.
+Nesterov update g + μ·b rounded to bfloat16 (URM's; `ns_input_dtype` keeps it in float32), orthogonalised by five
+Newton–Schulz iterations in float32 (each with its own coefficients), then
+p <- p·(1 - lr·wd) - lr·0.2·sqrt(max(rows, cols))·update: the learning rate matched to AdamW's update RMS
+(Moonlight, arXiv 2502.16982). The other dense parameters go to `MatchedAdamW`. The puzzle embeddings keep their
+sparse SignSGD; every optimizer follows the run's schedule.
 
 torch.optim.Muon holds the parameter groups, their checks and the momentum buffers (its `_init_group`); its own
 update cannot express this one (its momentum is an average, its iterations use one set of coefficients in
@@ -19,13 +20,18 @@ import torch
 NS_COEFFICIENTS = ((7.2086, -15.5131, 9.0178), (3.9623, -2.5813, 0.4542), (3.9466, -2.5765, 0.4544),
                    (3.8991, -2.5671, 0.4566), (3.7186, -2.5308, 0.4653))
 NS_EPS = 1e-7  # the Frobenius norm is clamped at this before dividing
+# The dtype the update is rounded to before the iterations: URM's bfloat16. The rounding amplifies float32
+# rounding: two runs that differ only in it end 30 steps up to 1.3e-2 of a weight's largest entry apart, and
+# within 3e-6 with float32 here (docs/DESIGN.md §5).
+NS_INPUT_DTYPE = torch.bfloat16
 
 
 def newton_schulz(update: torch.Tensor, coefficients: Sequence[Tuple[float, float, float]] = NS_COEFFICIENTS,
-                  eps: float = NS_EPS) -> torch.Tensor:
-    """The update made near-orthogonal: rounded to bfloat16 (as URM does), in float32 from there; a wide matrix
-    is iterated on its transpose's side so that A = X·Xᵀ is the smaller Gram matrix."""
-    x = update.bfloat16().float()
+                  eps: float = NS_EPS, input_dtype: torch.dtype = NS_INPUT_DTYPE) -> torch.Tensor:
+    """The update made near-orthogonal: rounded to `input_dtype` (bfloat16, as URM does; float32 rounds nothing
+    for a float32 update), in float32 from there; a wide matrix is iterated on its transpose's side so that
+    A = X·Xᵀ is the smaller Gram matrix."""
+    x = update.to(input_dtype).float()
     transposed = x.shape[0] > x.shape[1]
     if transposed:
         x = x.T
@@ -37,13 +43,18 @@ def newton_schulz(update: torch.Tensor, coefficients: Sequence[Tuple[float, floa
 
 
 class Muon(torch.optim.Muon):
-    """URM's Muon on 2-D parameters (see the module docstring); lr is set by the schedule every step."""
+    """URM's Muon on 2-D parameters (see the module docstring); lr is set by the schedule every step.
+    `ns_input_dtype` (a group key too) is the dtype the update is rounded to before Newton–Schulz: bfloat16 is
+    URM's (bitwise), float32 takes a float32 update as it is."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.0, weight_decay: float = 0.1,
-                 momentum: float = 0.95):
+                 momentum: float = 0.95, ns_input_dtype: torch.dtype = NS_INPUT_DTYPE):
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=True,
                          ns_coefficients=NS_COEFFICIENTS, eps=NS_EPS, ns_steps=len(NS_COEFFICIENTS),
                          adjust_lr_fn="match_rms_adamw")
+        self.defaults["ns_input_dtype"] = ns_input_dtype
+        for group in self.param_groups:
+            group.setdefault("ns_input_dtype", ns_input_dtype)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -56,7 +67,9 @@ class Muon(torch.optim.Muon):
             for param, grad, buffer in zip(params, grads, buffers):
                 buffer.mul_(momentum).add_(grad)  # a sum with decay, not an average
                 update = grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
-                update = newton_schulz(update, group["ns_coefficients"], group["eps"])
+                # a group loaded from a state dict written before the key existed rounds to bfloat16
+                update = newton_schulz(update, group["ns_coefficients"], group["eps"],
+                                       group.get("ns_input_dtype", NS_INPUT_DTYPE))
                 param.mul_(1.0 - lr * group["weight_decay"])
                 # torch's "match_rms_adamw" rule: updates of the RMS AdamW's would have
                 param.add_(update.to(param.dtype), alpha=-lr * 0.2 * math.sqrt(max(param.shape)))

@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(REPO)
     if not os.path.isdir(os.path.join(DATA, "new-tasks")):
-        from dataset.build_rule_tasks_dataset import build
+        from tasks.rules.build import build
         build(DATA, tasks=200, held_out=50, colours=6, side=4, demos=10, tests=5, seed=0)
     train_data, new_data = os.path.join(DATA, "train-tasks"), os.path.join(DATA, "new-tasks")
 

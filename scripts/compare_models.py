@@ -64,11 +64,11 @@ def ensure_task(name: str) -> str:
     if os.path.isfile(os.path.join(REPO, path, "test", "dataset.json")):
         return path
     if name == "maze":  # 10x10 mazes (shortest paths of 12+ steps), 2,000 with their 8 dihedral transforms
-        from dataset.build_maze_dataset import build, parse_args
+        from tasks.maze.build import build, parse_args
         build(parse_args(["--generate", "2000", "--test-size", "500", "--size", "10", "--min-path-len", "12",
                           "--aug", "--seed", str(DATA_SEED), "--output-dir", os.path.join(REPO, path)]))
     else:
-        from dataset.build_mini_sudoku_dataset import build
+        from tasks.sudoku.build_mini import build
         build(os.path.join(REPO, path), 2, 3, TRAIN_SIZE, TEST_SIZE, DATA_SEED,
               max_blank_fraction=0.5 if name == "demo" else None)
     return path

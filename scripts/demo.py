@@ -56,7 +56,7 @@ def ensure_dataset(path: str, train_size: int = TRAIN_SIZE, test_size: int = TES
     if _dataset_matches(path, train_size, test_size, blank_fraction):
         print(f"dataset: {path} (already built)")
         return
-    from dataset.build_mini_sudoku_dataset import build
+    from tasks.sudoku.build_mini import build
 
     start = time.time()
     print(f"dataset: generating {train_size} training + {test_size} held-out 6x6 Sudoku puzzles "

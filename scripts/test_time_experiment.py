@@ -41,7 +41,7 @@ SETTINGS: Dict[str, Callable[[int], dict]] = {
 def evaluate_checkpoint(checkpoint: str, settings: Sequence[str], rows: int) -> List[dict]:
     import torch
 
-    from training.build import create_dataloader, create_test_time
+    from training.build import create_dataloader, create_task_codec, create_test_time
     from training.distributed import single_process
     from training.evaluation import evaluate
     from training.restore import load_trained
@@ -56,7 +56,8 @@ def evaluate_checkpoint(checkpoint: str, settings: Sequence[str], rows: int) -> 
         config.test_time = type(config.test_time).model_validate(test_time)
         loader = create_dataloader(config, "test", info)
         start = time.perf_counter()
-        metrics = evaluate(run.model, loader, info, test_time=create_test_time(config, loader))
+        codec = create_task_codec(config, loader)
+        metrics = evaluate(run.model, loader, info, test_time=create_test_time(config, loader, codec), codec=codec)
         wall = time.perf_counter() - start
         variants = config.test_time.variants
         results.append(dict(checkpoint=checkpoint, setting=name, test_time=test_time, wall_s=round(wall, 2),

@@ -1,7 +1,7 @@
 """Shared fixtures: small generated Sudoku datasets, built once per session."""
 import pytest
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
+from tasks.sudoku.build_mini import build as build_mini_sudoku
 
 
 @pytest.fixture(scope="session")

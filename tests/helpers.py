@@ -39,6 +39,7 @@ def write_tiny_dataset(
     blank_identifier_id: int = 0,
     dtype=np.int32,
     seed: int = 0,
+    task: Optional[str] = None,
 ) -> Dict[str, Dict[str, Dict[str, np.ndarray]]]:
     """Write a small dataset under `path` (``<split>/dataset.json``, ``<split>/<set>__*.npy``, ``identifiers.json``).
 
@@ -52,7 +53,7 @@ def write_tiny_dataset(
     Every input row is unique across all splits and sets: its first positions spell a running example number in
     base ``vocab_size - 1`` with digits ``1..vocab_size-1`` (never ``pad_id`` 0), the rest are random non-pad
     tokens. Labels are random tokens with about a quarter of the positions set to ``ignore_label_id`` (when not
-    None). Arrays are saved with ``dtype``.
+    None). Arrays are saved with ``dtype``. ``task`` is written into dataset.json when given.
 
     Returns ``{split: {set: {"inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices",
     "example_group" (group of each example), "example_puzzle" (puzzle of each example)}}}`` plus
@@ -117,6 +118,7 @@ def write_tiny_dataset(
             arrays["example_puzzle"] = example_puzzle.copy()
             result[split][set_name] = arrays
         metadata = PuzzleDatasetMetadata(
+            **({"task": task} if task is not None else {}),
             pad_id=pad_id,
             ignore_label_id=ignore_label_id,
             blank_identifier_id=blank_identifier_id,
@@ -144,6 +146,40 @@ def run_in_repo(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
 
     return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def run_in_this_process(args: Sequence[str]):
+    """`run_in_repo([sys.executable, *args])` without a fresh interpreter (whose torch import costs seconds): the
+    entry script (`pretrain.py ...`) or module (`-m tools.adapt ...`) run as __main__ here, from the repository
+    root. For commands that stop at bad input: nothing they do may outlive them. Returns the same
+    CompletedProcess (exit status, standard output, standard error)."""
+    import contextlib
+    import io
+    import runpy
+    import subprocess
+    import sys
+    import warnings
+
+    module = args[1] if args[0] == "-m" else None
+    argv = [module or args[0], *args[2 if module else 1:]]
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_cwd, status = sys.argv, os.getcwd(), 0
+    try:
+        os.chdir(REPO)
+        sys.argv = argv
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already (by the test)
+            try:
+                if module:
+                    runpy.run_module(module, run_name="__main__", alter_sys=True)
+                else:
+                    runpy.run_path(args[0], run_name="__main__")
+            except SystemExit as stop:
+                status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
 def expect_user_error(result, *fragments):

@@ -36,7 +36,7 @@ Kaggle ARC Prize format (per_task: the tasks' answers merged).
 Sources:
   tasks=PATH    ARC tasks: a task JSON file, a folder of them, or a Kaggle `*_challenges.json` (its
                 `*_solutions.json` beside it is used when there; test inputs without outputs are still answered).
-                They are built with the ARC builder's own pipeline (dataset/build_arc_dataset.py: `num_aug`
+                They are built with the ARC builder's own pipeline (tasks/arc/build.py: `num_aug`
                 augmented puzzles per task, each with its own row) into `<output>/data` (per task: into its own
                 folder, seeded by its name), and every test input is answered by voting over its augmentations.
   dataset=PATH  new puzzles of any family that uses identifiers, as a dataset in the HRM format: its train split
@@ -67,17 +67,17 @@ import torch.distributed as dist
 
 from dataset.builder_common import DatasetBuildError
 from dataset.puzzle_dataset import load_metadata
-from dataset.task_split import count_examples, dataset_tasks, write_cut
+from training.task_split import count_examples, dataset_tasks, write_cut
 from training.adaptation import DecayToward, best_steps, set_trainable, train_steps
-from training.build import create_dataloader, create_evaluators, create_model, create_optimizers, create_test_time
+from training.build import (create_dataloader, create_evaluators, create_model, create_optimizers, create_task_codec,
+                            create_test_time, new_train_state)
 from training.checkpoint_files import PUZZLE_EMB_KEY_SUFFIX, atomic_torch_save, load_weights
-from training.config import PretrainConfig, validate_config
-from training.distributed import DistInfo, close_distributed, init_distributed, single_process
-from training.ema import ModelEMA
+from training.config import PretrainConfig, TestTimeConfig, validate_config
+from training.distributed import DistInfo, close_distributed, init_distributed, on_rank_zero, single_process
 from training.evaluation import evaluate
 from training.restore import read_trained
 from training.run_config import save_code_and_config
-from training.state import RNG, Carry, PendingMetrics, Schedule, TrainState
+from training.state import Schedule, TrainState
 from utils import hub
 from utils.cli import parse_overrides, run_command
 from utils.errors import UserError
@@ -131,8 +131,8 @@ class AdaptConfig(pydantic.BaseModel):
     num_aug: int = pydantic.Field(100, ge=0, description="ARC: augmented puzzles per new task")
     seed: int = pydantic.Field(0, description="seed of the batches, the augmentations and init=random")
     device: str = pydantic.Field("auto", description="auto, cpu, cuda, cuda:N, mps")
-    test_time: Dict[str, Any] = pydantic.Field({}, description="test-time compute of the final evaluation "
-                                                               "(dataset= only)")
+    test_time: TestTimeConfig = pydantic.Field(TestTimeConfig(), description="test-time compute of the final "
+                                                                              "evaluation (dataset= only)")
 
     @pydantic.model_validator(mode="after")
     def _consistent(self):
@@ -198,27 +198,8 @@ def folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def on_rank_zero(info: DistInfo, build) -> Any:
-    """Run `build()` on rank 0 (e.g. writing a dataset); the other ranks wait and share its result or its
-    UserError."""
-    outcome: Any = None
-    problem: Optional[str] = None
-    if info.rank == 0:
-        try:
-            outcome = build()
-        except (DatasetBuildError, UserError) as err:
-            problem = str(err)
-    if info.world_size > 1:
-        shared = [outcome, problem]
-        dist.broadcast_object_list(shared, src=0)
-        outcome, problem = shared
-    if problem is not None:
-        raise AdaptError(problem)
-    return outcome
-
-
 def write_arc_tasks(tasks: list, path: str, num_aug: int, seed: int, first: int) -> None:
-    from dataset.build_arc_dataset import write_dataset
+    from tasks.arc.build import write_dataset
 
     write_dataset(tasks, path, num_aug, seed, identifiers_start=first)
 
@@ -240,7 +221,8 @@ def adaptation_config(run: PretrainConfig, config: AdaptConfig, job: Job, is_arc
                min_eval_interval=0, checkpoint_path=job.output, load_checkpoint=None, resume=None, seed=job.seed,
                device=config.device, compile=False, logger="none", eval_save_outputs=[], log_interval=10,
                lr_min_ratio=config.lr_min_ratio, evaluators=[ARC_EVALUATOR] if is_arc and not held_out else [],
-               test_time={} if held_out else config.test_time, run_name=f"{run.run_name or 'run'} adapted",
+               test_time=TestTimeConfig() if held_out else config.test_time,
+               run_name=f"{run.run_name or 'run'} adapted",
                checkpoint_interval=None, lr=config.dense_lr or run.lr, use_muon=run.use_muon and config.trains_weights,
                # The dense optimizer decays toward zero itself; toward the checkpoint, DecayToward does it.
                weight_decay=dense_decay(run, config) if config.decay_to == "zero" else 0.0)
@@ -293,11 +275,8 @@ def build_state(adapt: PretrainConfig, config: AdaptConfig, weights: Weights, de
     optimizers = create_optimizers(adapt, model, info)
     if dense and config.decay_to == "checkpoint" and decay > 0:
         optimizers.pairs.append((DecayToward(dense, decay), adapt.lr))
-    state = TrainState(model=model, optimizers=optimizers,
-                       schedule=Schedule(schedule_steps, schedule_warmup(config, schedule_steps), adapt.lr_min_ratio),
-                       carry=Carry(), metrics=PendingMetrics(), rng=RNG(model, info.device),
-                       ema=ModelEMA(model, adapt.ema_rate) if adapt.ema else None)
-    return state, loader
+    schedule = Schedule(schedule_steps, schedule_warmup(config, schedule_steps), adapt.lr_min_ratio)
+    return new_train_state(adapt, model, optimizers, schedule, info), loader
 
 
 def answering(state: TrainState):
@@ -328,10 +307,11 @@ def choose_steps(run: PretrainConfig, config: AdaptConfig, job: Job, weights: We
         adapt = adaptation_config(run, config, job, False, info.world_size, held_out=fold_dir)
         state, loader = build_state(adapt, config, weights, dense_decay(run, config), info, max(grid))
         eval_loader = create_dataloader(adapt, "test", info)
+        codec = create_task_codec(adapt, eval_loader)
 
         def score(step: int) -> None:
             with answering(state) as model:
-                results = evaluate(model, eval_loader, info)
+                results = evaluate(model, eval_loader, info, codec=codec)
             if info.rank == 0:
                 scores[step].append(held_out_score(results))
 
@@ -367,8 +347,9 @@ def run_job(run: PretrainConfig, config: AdaptConfig, job: Job, weights: Weights
     eval_loader = create_dataloader(adapt, "test", info)
     prefix = os.path.join(job.output, f"step_{steps}")
     with answering(state) as model:
+        codec = create_task_codec(adapt, eval_loader)
         results = evaluate(model, eval_loader, info, (), prefix, create_evaluators(adapt, eval_loader),
-                           test_time=create_test_time(adapt, eval_loader))
+                           test_time=create_test_time(adapt, eval_loader, codec), codec=codec)
         if info.rank == 0:
             save_code_and_config(adapt)
             if save_model:
@@ -419,7 +400,7 @@ def prepare_all(config: AdaptConfig, info: DistInfo, first: int) -> Tuple[Job, b
     if config.dataset is not None:
         on_rank_zero(info, lambda: write_cut(config.dataset, data, first))
         return Job(data=data, output=config.output_dir, seed=config.seed), False
-    from dataset.build_arc_dataset import load_unseen_tasks
+    from tasks.arc.build import load_unseen_tasks
 
     on_rank_zero(info, lambda: write_arc_tasks(load_unseen_tasks(Path(config.tasks)), data, config.num_aug,
                                                config.seed, first))
@@ -430,7 +411,7 @@ def task_sources(config: AdaptConfig) -> Tuple[List[Tuple[str, Any]], bool]:
     """scope=per_task: (name, what builds its data) of every new task, in order; and whether they are ARC."""
     if config.dataset is not None:
         return [(t.name, t) for t in dataset_tasks(config.dataset)], False
-    from dataset.build_arc_dataset import load_unseen_tasks
+    from tasks.arc.build import load_unseen_tasks
 
     return [(t.name, t) for t in load_unseen_tasks(Path(config.tasks))], True
 

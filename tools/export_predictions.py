@@ -9,9 +9,11 @@
 
 Rows come out in the order of the dataset's test split (its sets in dataset.json order, examples in file order),
 so row k is the k-th test example. With several ranks each file holds that rank's slice of every global
-evaluation batch; putting them back in order needs the global batch size and the test split's set sizes, read
-from the run's all_config.yaml beside the files and its dataset (override with global_batch_size= and
-data_path=). Given only `..._all_preds.0`, the other ranks' files beside it are picked up too.
+evaluation batch; putting them back in order needs the evaluation's global batch size (the run's, made smaller as
+evaluation makes it for test-time compute's variants) and the test split's set sizes, read from the run's
+all_config.yaml beside the files and its dataset (override with global_batch_size= and data_path=; outputs of
+evaluate.py with test-time settings of its own need the global_batch_size= of that evaluation). Given only
+`..._all_preds.0`, the other ranks' files beside it are picked up too.
 
 Integer arrays are stored in the smallest of uint8/int32 that holds them, floats as float32; `logits` are left
 out unless listed in keys= (they are large). When the outputs include `inputs` and the dataset is at hand, the
@@ -28,10 +30,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pydantic
 import torch
-import yaml
 
-from dataset.puzzle_dataset import load_metadata
+from dataset.puzzle_dataset import eval_batches, load_metadata
 from training.checkpoint_files import CheckpointError, load_torch_file
+from training.config import PretrainConfig, eval_batch_size
+from training.run_config import run_config_beside
 from utils.cli import parse_overrides, run_command
 from utils.errors import UserError
 
@@ -73,15 +76,6 @@ def rank_files(paths: Sequence[str]) -> List[str]:
     return [p for _, p in sorted(ranked)]
 
 
-def _run_config(path: str) -> dict:
-    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "all_config.yaml")
-    if not os.path.isfile(config_path):
-        return {}
-
-    with open(config_path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
-
-
 def test_split_sizes(data_path: str) -> Dict[str, int]:
     """Examples per set of the test split, in dataset.json order."""
 
@@ -96,18 +90,14 @@ def test_split_sizes(data_path: str) -> Dict[str, int]:
 
 
 def rank_row_order(set_sizes: Sequence[int], global_batch_size: int, world_size: int) -> List[np.ndarray]:
-    """For each rank, the test-split example index of each row it saved (the evaluation loop's order)."""
-    if global_batch_size % world_size:
-        raise ExportError(f"global batch size {global_batch_size} does not divide over {world_size} ranks")
-    local = global_batch_size // world_size
+    """For each rank, the test-split example index of each row it saved: the evaluation loader's batches
+    (dataset/puzzle_dataset.py eval_batches), set after set."""
     order: List[List[np.ndarray]] = [[] for _ in range(world_size)]
     offset = 0
     for size in set_sizes:
-        for start in range(0, size, global_batch_size):
-            end = min(start + global_batch_size, size)
-            for rank in range(world_size):
-                lo, hi = min(start + rank * local, end), min(start + (rank + 1) * local, end)
-                order[rank].append(np.arange(offset + lo, offset + hi, dtype=np.int64))
+        for rank in range(world_size):
+            order[rank] += [offset + examples for examples, _ in eval_batches(size, global_batch_size, rank,
+                                                                               world_size)]
         offset += size
     return [np.concatenate(o) if o else np.zeros(0, dtype=np.int64) for o in order]
 
@@ -126,9 +116,9 @@ def _compact(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _test_folder(config: dict) -> Optional[str]:
-    """The dataset folder a run evaluated on (data_path, or TRM's data_paths / data_paths_test), if one."""
-    folders = config.get("data_paths_test") or config.get("data_paths") or [config.get("data_path")]
+def _test_folder(config: PretrainConfig) -> str:
+    """The dataset folder a run evaluated on (data_path, or TRM's data_paths / data_paths_test)."""
+    folders = config.test_data_paths
     if len(folders) > 1:
         raise ExportError(f"the run evaluated on several datasets ({', '.join(folders)}), whose rows its saved "
                           f"outputs interleave; evaluate one with `evaluate.py checkpoint=... data_path=<folder> "
@@ -160,8 +150,8 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
     if not keys:
         raise ExportError(f"nothing to export from {files[0]} (it holds {available})")
 
-    config = _run_config(files[0])
-    data_path = data_path or _test_folder(config)
+    config = run_config_beside(files[0], len(parts))
+    data_path = data_path or (_test_folder(config) if config is not None else None)
     sizes = None
     if data_path and os.path.isdir(os.path.join(data_path, "test")):
         sizes = test_split_sizes(data_path)
@@ -170,16 +160,18 @@ def export(paths: Sequence[str], output: str, data_path: Optional[str] = None,
     if len(parts) == 1:
         arrays = {k: parts[0][k] for k in keys}
     else:
-        global_batch_size = global_batch_size or config.get("global_batch_size")
+        if global_batch_size is None and config is not None:
+            # Evaluation's batch: with test-time compute, fewer puzzles than the training batch (training/config.py).
+            global_batch_size = eval_batch_size(config.global_batch_size, config.test_time.variants, len(parts))
         if global_batch_size is None or sizes is None:
-            raise ExportError("putting several ranks' outputs in order needs the global batch size and the test "
-                              "split's sizes: pass global_batch_size= and data_path= (or keep the run's "
+            raise ExportError("putting several ranks' outputs in order needs the evaluation's global batch size and "
+                              "the test split's sizes: pass global_batch_size= and data_path= (or keep the run's "
                               "all_config.yaml beside the files)")
         order = rank_row_order(list(sizes.values()), global_batch_size, len(parts))
         if [len(o) for o in order] != rows:
             raise ExportError(f"the ranks hold {rows} rows, but a global batch of {global_batch_size} over "
                               f"{len(parts)} ranks gives {[len(o) for o in order]}: pass the global_batch_size= "
-                              f"the outputs were saved with")
+                              f"the outputs were saved with (evaluate.py with test_time: its evaluation batch)")
         arrays = {}
         for k in keys:
             first = parts[0][k]
@@ -222,7 +214,8 @@ class ExportConfig(pydantic.BaseModel):
     data_path: Optional[str] = pydantic.Field(None, description="dataset folder; default: the run's, from "
                                                                 "all_config.yaml")
     global_batch_size: Optional[int] = pydantic.Field(None, gt=0, description="evaluation global batch; default: "
-                                                                              "the run's (needed for several ranks)")
+                                                                              "the run's evaluation batch (needed "
+                                                                              "for several ranks)")
     keys: Optional[str] = pydantic.Field(None, description="comma-separated outputs to keep; default: all but logits")
 
 

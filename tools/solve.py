@@ -7,7 +7,9 @@
 
 Keys are key=value, as for evaluate.py (`--help` lists them). The puzzle's text forms (a Sudoku string of N*N
 cells with '.' or '0' for blanks, or a pretty grid; a maze's lines over "# SGo"; an ARC task JSON) are read by
-dataset/codecs.py. The run is rebuilt from the all_config.yaml beside the checkpoint; without the run's dataset
+the task's codec (tasks/<task>/codec.py), which also prints the answer and its checks. The task is the one the
+run's dataset names (task= for a dataset built elsewhere that names none; without the dataset, the task the puzzle's
+text form is). The run is rebuilt from the all_config.yaml beside the checkpoint; without the run's dataset
 folder, the sizes come from the checkpoint. The model runs in evaluation mode for all its ACT segments, like
 evaluate.py, with the same `test_time` block (for ARC, test_time.augmentations counts the task's augmented puzzles
 in the run's identifiers.json, each with its learned embedding). The answer is printed in the form of the input,
@@ -17,48 +19,27 @@ the task file has one). Bad input: one line `error: ...`, exit status 2.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import pydantic
 import torch
 
-from dataset.codecs import (
-    ARC_SEQ_LEN,
-    ARC_VOCAB_SIZE,
-    SudokuCodec,
-    apply_augmentation,
-    check_maze,
-    check_sudoku,
-    codec_for,
-    crop_prediction,
-    encode_arc_grid,
-    format_arc,
-    format_maze,
-    format_sudoku,
-    invert_augmentation,
-    parse_arc_task,
-    parse_augmentation_name,
-    parse_maze,
-    parse_sudoku,
-    sudoku_box_shape,
-    sudoku_to_string,
-)
 from dataset.common import IGNORE_LABEL_ID, PuzzleDatasetMetadata
-from training.config import PretrainConfig, TestTimeConfig
+from models.registry import model_class
+from tasks import codec_class, dataset_codec, text_codec
+from tasks.base import Prediction, SolveRequest, TaskCodec, TaskError
+from training.config import PretrainConfig, TestTimeConfig, check_task_name
 from training.distributed import init_distributed
 from training.inference import run_to_halt
 from training.restore import TrainedRun, load_trained
-from training.test_time import TestTimeCompute, build_test_time, select_candidates
+from training.test_time import TestTimeCompute, build_test_time
 from utils.cli import parse_overrides, run_command
 from utils.errors import UserError
-from utils.functions import load_model_class
 
-TASK_NAMES = {"sudoku": "Sudoku", "maze": "maze", "arc": "ARC task"}
 # Older command lines gave the test-time keys without their block (augmentations=8); they still work.
 FLAT_TEST_TIME_KEYS = tuple(TestTimeConfig.model_fields)
 
@@ -76,8 +57,8 @@ class SolveConfig(pydantic.BaseModel):
                                                              "'0' blank; maze: the grid's characters)")
     puzzle_file: Optional[str] = pydantic.Field(None, description="a file holding it (Sudoku: a string or a pretty "
                                                                   "grid; maze: a text grid; ARC: a task JSON)")
-    task: Optional[Literal["sudoku", "maze", "arc"]] = pydantic.Field(
-        None, description="default: told by the dataset's vocabulary and sequence length")
+    task: Optional[str] = pydantic.Field(None, description="the task of a run whose dataset names none (built "
+                                                           "elsewhere) or is not here: sudoku, maze, arc")
     data_path: Optional[str] = pydantic.Field(None, description="dataset folder for the metadata; default: the run's")
     device: str = pydantic.Field("auto", description="auto, cpu, cuda, cuda:N, mps")
     box: Optional[str] = pydantic.Field(None, description="Sudoku box shape RxC, e.g. 2x3; default: the squarest")
@@ -85,6 +66,8 @@ class SolveConfig(pydantic.BaseModel):
                                                            "default: the file name")
     test_time: TestTimeConfig = pydantic.Field(TestTimeConfig(), description="test-time compute, as evaluate.py's")
     seed: int = pydantic.Field(0, description="seed of the test-time augmentations and noise")
+
+    _known_task = pydantic.field_validator("task")(check_task_name)
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -138,7 +121,7 @@ def _metadata_from_checkpoint(state: Dict[str, torch.Tensor], seq_len: Optional[
         raise SolveError("cannot read the vocabulary size from the checkpoint; pass data_path=<dataset folder>")
     puzzle_emb = state.get("model.inner.puzzle_emb.weights")
     if seq_len is None:
-        raise SolveError("the run's dataset is not here; pass data_path=<dataset folder> or task=sudoku|maze|arc")
+        raise SolveError("the run's dataset is not here; pass data_path=<dataset folder> or task=<its task>")
     return PuzzleDatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab.shape[0],
                                  seq_len=seq_len, num_puzzle_identifiers=puzzle_emb.shape[0] if puzzle_emb is not None
                                  else 1, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
@@ -149,7 +132,7 @@ def _prefix_len(run: PretrainConfig, state: Dict[str, torch.Tensor]) -> int:
     emb = state.get("model.inner.puzzle_emb.weights")
     ndim = emb.shape[1] if emb is not None else 0
     hidden = state["model.inner.embed_tokens.embedding_weight"].shape[1]
-    declared = load_model_class(run.arch.name).config_class.model_fields.get("puzzle_emb_len")
+    declared = model_class(run.arch.name).config_class.model_fields.get("puzzle_emb_len")
     length = run.arch.extra.get("puzzle_emb_len", declared.default if declared else 0) if ndim else 0
     return length if length > 0 else -(-ndim // hidden)
 
@@ -179,10 +162,9 @@ def load_model(config: SolveConfig, seq_len_hint=None) -> LoadedModel:
 
 @torch.inference_mode()
 def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequence[int],
-            test_time: Optional[TestTimeCompute] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            test_time: Optional[TestTimeCompute] = None) -> Prediction:
     """Run every ACT segment on a batch of token rows, as evaluation does (with `test_time`, a
-    training.test_time.TestTimeCompute: each row's variants, and the selected answer). Returns (preds (B, seq_len),
-    final q_halt logits (B,), distinct candidates per row (B,))."""
+    training.test_time.TestTimeCompute: each row's variants, and the selected answer)."""
     device = loaded.device
     inputs_t = torch.as_tensor(np.asarray(inputs), dtype=torch.int32, device=device)
     batch = {
@@ -197,22 +179,18 @@ def predict(loaded: LoadedModel, inputs: np.ndarray, puzzle_identifiers: Sequenc
     else:
         _, outputs = test_time.run_batch(loaded.run.model, batch, keys)
         candidates = outputs["candidates"].cpu().numpy()
-    return (outputs["preds"].cpu().numpy().astype(np.int64), outputs["q_halt_logits"].float().cpu().numpy(),
-            candidates)
+    return Prediction(outputs["preds"].cpu().numpy().astype(np.int64), outputs["q_halt_logits"].float().cpu().numpy(),
+                      candidates, test_time.variants if test_time is not None else 1)
 
 
-def _test_time(config: SolveConfig, loaded: LoadedModel, augmentations: int,
-               codec=None) -> Optional[TestTimeCompute]:
+def _test_time(config: SolveConfig, loaded: LoadedModel, augmentations: int, codec: TaskCodec
+               ) -> Optional[TestTimeCompute]:
     """The solve's test-time compute (None when plain), for the loaded model's task, with `augmentations`."""
     settings = config.test_time.model_copy(update={"augmentations": augmentations})
     if settings.plain:
         return None
     metadata = loaded.run.metadata.model_copy(update={"num_puzzle_identifiers": 1, "sets": ["all"]})
-    return build_test_time(settings, metadata, config.seed, "the model's task", codec=codec)
-
-
-def _segments(config: SolveConfig, loaded: LoadedModel) -> int:
-    return config.test_time.segments or loaded.max_segments
+    return build_test_time(settings, metadata, codec, config.seed, "the model's task")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,217 +213,71 @@ def _read_puzzle(config: SolveConfig) -> Tuple[str, Optional[str]]:
         raise SolveError(f"cannot read puzzle file {path}: {err.strerror}") from None
 
 
-def _guess_task_from_input(text: str, file_name: Optional[str]) -> str:
-    stripped = text.lstrip()
-    if (file_name or "").lower().endswith(".json") or stripped.startswith("{"):
-        return "arc"
-    if any(ch in text for ch in "#SG"):
-        return "maze"
-    return "sudoku"
+def _text_task(config: SolveConfig, text: str, file_name: Optional[str]) -> Optional[Type[TaskCodec]]:
+    """The task the puzzle's text form is (task= when given), None when it cannot be told."""
+    if config.task is not None:
+        return codec_class(config.task)
+    try:
+        return text_codec(text, file_name)
+    except TaskError:
+        return None
 
 
-def _seq_len_for(task: str, text: str):
+def _seq_len_for(text_task: Optional[Type[TaskCodec]], text: str):
     """A function of the checkpoint's weights (and the model's prefix length) giving seq_len, for runs whose
     dataset is not here."""
-    def hint(state: Dict[str, torch.Tensor], prefix: int) -> int:
+    def hint(state: Dict[str, torch.Tensor], prefix: int) -> Optional[int]:
         # Learned positions and mlp_t's token mixer span the puzzle-embedding prefix and the sequence.
         spans = [v.shape[0] for k, v in state.items()
                  if k == "model.inner.embed_pos.embedding_weight" or k.endswith("mlp_t.down_proj.weight")]
         if spans:
             return spans[0] - prefix
-        if task == "arc":
-            return ARC_SEQ_LEN
-        if task == "maze":
-            lines = [line for line in text.splitlines() if line.strip()]
-            return len(lines) ** 2 if len(lines) > 1 else len(lines[0]) if lines else 0
-        return len([c for c in text if not c.isspace() and c not in "|+-"])
+        return text_task.text_seq_len(text) if text_task is not None else None
     return hint
+
+
+def _model_task(config: SolveConfig, loaded: LoadedModel, text_task: Optional[Type[TaskCodec]]) -> TaskCodec:
+    """The codec of the model's task: its dataset's (task= for one that names none), or without the dataset the
+    task of the puzzle's text (task= when given), sized from the checkpoint."""
+    if loaded.run.sources:
+        codec = dataset_codec([source.metadata for source in loaded.run.sources], config.task,
+                              ", ".join(loaded.run.config.train_data_paths), needed_for="the solve CLI")
+        if codec is None:
+            raise SolveError(f"cannot tell the task of the run's dataset (vocab_size {loaded.vocab_size}, seq_len "
+                             f"{loaded.seq_len}); pass task=<its task>")
+        return codec
+    if text_task is None:
+        raise SolveError("cannot tell the task of the puzzle, and the run's dataset is not here; pass task=<its task>")
+    return text_task.from_metadata(loaded.run.metadata)
 
 
 def solve(config: SolveConfig, out=None) -> bool:
     """Solve, print (to `out`, default stdout), and return whether the answer is valid."""
     out = out if out is not None else sys.stdout
     text, file_name = _read_puzzle(config)
-    guessed = config.task or _guess_task_from_input(text, file_name)
-    loaded = load_model(config, seq_len_hint=_seq_len_for(guessed, text))
-    codec = codec_for(loaded.vocab_size, loaded.seq_len)
-    task = config.task or (codec.name if codec is not None else None)
-    if task is None:
-        raise SolveError(f"cannot tell the task from the dataset (vocab_size {loaded.vocab_size}, seq_len "
-                         f"{loaded.seq_len}); pass task=sudoku|maze|arc")
-    if config.task is None and guessed != task:
+    text_task = _text_task(config, text, file_name)
+    loaded = load_model(config, seq_len_hint=_seq_len_for(text_task, text))
+    codec = _model_task(config, loaded, text_task)
+    if config.task is None and text_task is not None and text_task.name != codec.name:
         given = f"{file_name} looks like" if file_name else "the puzzle looks like"
-        raise SolveError(f"{given} {TASK_NAMES[guessed]}, but {config.checkpoint} is a {TASK_NAMES[task]} model "
-                         f"(vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}): give a {TASK_NAMES[task]}, or "
-                         f"the checkpoint of a {TASK_NAMES[guessed]} model")
+        raise SolveError(f"{given} a {text_task.title}, but {config.checkpoint} is a {codec.title} model "
+                         f"(vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}): give a {codec.title}, or the "
+                         f"checkpoint of a {text_task.title} model")
 
     def say(line: str = "") -> None:
         print(line, file=out)
 
     for note in loaded.notes:
         say(f"note: {note}")
-    say(f"task: {task}  checkpoint: {config.checkpoint}  device: {loaded.device}")
-    if task == "sudoku":
-        return _solve_sudoku(config, loaded, text, say)
-    if task == "maze":
-        return _solve_maze(config, loaded, text, say)
-    return _solve_arc(config, loaded, text, file_name, say)
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _check_model_size(loaded: LoadedModel, task: str, side: int) -> None:
-    if side * side != loaded.seq_len:
-        raise SolveError(f"the model takes sequences of {loaded.seq_len} tokens; a {side}x{side} {task} does not fit")
-
-
-def _halting(say, q_halt: float, segments: int, candidates: int = 1, variants: int = 1) -> None:
-    say(f"segments: {segments}  q_halt logit: {q_halt:+.2f} (the model {'is' if q_halt > 0 else 'is not'} confident "
-        f"its answer is right)")
-    if variants > 1:
-        say(f"test-time compute: {variants} variants gave {candidates} distinct answer(s); the selected one is shown")
-
-
-def _solve_sudoku(config: SolveConfig, loaded: LoadedModel, text: str, say) -> bool:
-    side = math.isqrt(loaded.seq_len)
-    _check_model_size(loaded, "Sudoku", side)
-    if loaded.vocab_size != side + 2:
-        raise SolveError(f"the model's vocabulary ({loaded.vocab_size}) is not a {side}x{side} Sudoku's ({side + 2})")
-    box = sudoku_box_shape(side, config.box)
-    puzzle = parse_sudoku(text, side)
-    before = check_sudoku(puzzle, puzzle, box)
-    test_time = _test_time(config, loaded, config.test_time.augmentations, codec=SudokuCodec(side, box))
-    preds, q_halt, candidates = predict(loaded, (puzzle + 1).reshape(1, -1), [loaded.blank_identifier], test_time)
-    tokens = preds[0].reshape(side, side)
-    answer = np.where(tokens >= 2, tokens - 1, -1)  # pad/blank tokens are not digits
-
-    say(f"puzzle ({side}x{side}, {before.clues} clues):")
-    say(format_sudoku(puzzle, box))
-    say("answer:")
-    say(format_sudoku(answer, box))
-    say(f"answer string: {sudoku_to_string(answer)}")
-    check = check_sudoku(puzzle, answer, box)
-    say(f"clues kept: {_yes(check.clues_kept)}" + ("" if check.clues_kept else
-                                                    f" ({check.clues_changed} of {check.clues} changed)"))
-    say(f"rows valid: {check.rows_valid}/{side}, columns valid: {check.cols_valid}/{side}, "
-        f"boxes valid: {check.boxes_valid}/{side}")
-    _halting(say, float(q_halt[0]), _segments(config, loaded), int(candidates[0]),
-             test_time.variants if test_time else 1)
-    say(f"valid solution: {_yes(check.valid)}")
-    return check.valid
-
-
-def _solve_maze(config: SolveConfig, loaded: LoadedModel, text: str, say) -> bool:
-    side = math.isqrt(loaded.seq_len)
-    _check_model_size(loaded, "maze", side)
-    maze = parse_maze(text, side)
-    test_time = _test_time(config, loaded, config.test_time.augmentations)
-    preds, q_halt, candidates = predict(loaded, maze.reshape(1, -1), [loaded.blank_identifier], test_time)
-    answer = preds[0].reshape(side, side)
-    check = check_maze(maze, answer)
-
-    say(f"maze ({side}x{side}):")
-    say(format_maze(maze))
-    say("answer:")
-    say(format_maze(answer))
-    say(f"walls kept: {_yes(check.walls_changed == 0 and check.path_on_walls == 0)}"
-        + (f" ({check.walls_changed} wall cells changed, {check.path_on_walls} path marks off open cells)"
-           if check.walls_changed or check.path_on_walls else ""))
-    say(f"start and goal kept: {_yes(check.endpoints_kept)}")
-    say(f"path cells: {check.path_cells}, connects S to G: {_yes(check.connected)}"
-        + (f", cells off the route: {check.stray_cells}" if check.stray_cells else "")
-        + (f", dead ends: {check.dead_ends}" if check.dead_ends else ""))
-    if check.shortest_length is None:
-        say("shortest path: G cannot be reached from S in this maze")
-    else:
-        say(f"shortest path: {_yes(check.shortest)} (a shortest path has {check.shortest_length - 1} cells"
-            + (f", the marked route {check.route_length - 1})" if check.route_length is not None else ")"))
-    _halting(say, float(q_halt[0]), _segments(config, loaded), int(candidates[0]),
-             test_time.variants if test_time else 1)
-    say(f"valid path: {_yes(check.valid)}")
-    return check.valid
-
-
-def _solve_arc(config: SolveConfig, loaded: LoadedModel, text: str, file_name: Optional[str], say) -> bool:
-    if loaded.seq_len != ARC_SEQ_LEN or loaded.vocab_size != ARC_VOCAB_SIZE:
-        raise SolveError(f"the model (vocab_size {loaded.vocab_size}, seq_len {loaded.seq_len}) is not an ARC model "
-                         f"(vocab_size {ARC_VOCAB_SIZE}, seq_len {ARC_SEQ_LEN})")
-    pairs = parse_arc_task(text)
-    name = config.name or (os.path.splitext(os.path.basename(file_name))[0] if file_name else None)
-    identifier = loaded.blank_identifier
-    if name is not None and loaded.identifiers is not None and name in loaded.identifiers:
-        identifier = loaded.identifiers.index(name)
-        say(f"ARC task {name}: puzzle identifier {identifier}")
-    else:
-        why = ("no task name (give name=...)" if name is None else
-               "the run's dataset has no identifiers.json" if loaded.identifiers is None else
-               f"task {name!r} is not in the run's identifiers.json")
-        say(f"warning: {why}; using the blank puzzle identifier {identifier} (the model has learned no embedding "
-            f"for this task, expect a poor answer)")
-    variants = _arc_variants(loaded, name, identifier, config.test_time.augmentations)
-    if len(variants) > 1:
-        say(f"voting over the task and {len(variants) - 1} of its augmented puzzles")
-    test_time = _test_time(config, loaded, 1)  # trajectories and segments; the augmentations are the task's puzzles
-    inputs = np.stack([encode_arc_grid(apply_augmentation(grid, tid, colours)) for grid, _ in pairs
-                       for _, tid, colours in variants])
-    preds, q_halt, _ = predict(loaded, inputs, [ident for _ in pairs for ident, _, _ in variants], test_time)
-    preds, q_halt = preds.reshape(len(pairs), len(variants), -1), q_halt.reshape(len(pairs), len(variants))
-
-    all_ok = True
-    for k, (grid, expected) in enumerate(pairs):
-        answer, distinct, best = _arc_vote(preds[k], q_halt[k], variants, config.test_time.select)
-        say(f"test input {k} ({grid.shape[0]}x{grid.shape[1]}):")
-        say(format_arc(grid))
-        say(f"answer {k} ({answer.shape[0]}x{answer.shape[1]}):")
-        say(format_arc(answer))
-        well_formed = answer.size > 0
-        ok = well_formed
-        say(f"grid well formed: {_yes(well_formed)}")
-        if expected is not None:
-            correct = answer.shape == expected.shape and bool(np.array_equal(answer, expected))
-            say(f"matches the expected output: {_yes(correct)}"
-                + ("" if correct or answer.shape != expected.shape else
-                   f" ({int((answer != expected).sum())} cells differ)")
-                + ("" if answer.shape == expected.shape else
-                   f" (shape {answer.shape[0]}x{answer.shape[1]}, expected {expected.shape[0]}x{expected.shape[1]})"))
-            ok = ok and correct
-        variant_count = len(variants) * (test_time.variants if test_time else 1)
-        _halting(say, float(q_halt[k, best]), _segments(config, loaded), distinct, variant_count)
-        all_ok = all_ok and ok
-    say(f"valid answer: {_yes(all_ok)}")
-    return all_ok
-
-
-def _arc_variants(loaded: LoadedModel, name: Optional[str], identifier: int, augmentations: int
-                  ) -> List[Tuple[int, int, np.ndarray]]:
-    """(puzzle identifier, dihedral id, colour map) of up to `augmentations` puzzles of the task: the task itself,
-    then its augmented puzzles in the order of the run's identifiers.json (each has its learned embedding)."""
-    variants = [(identifier, 0, np.arange(10, dtype=np.uint8))]
-    if augmentations == 1:
-        return variants
-    if name is None or loaded.identifiers is None or name not in loaded.identifiers:
-        raise SolveError(f"augmentations={augmentations} for ARC votes over the task's augmented puzzles in the "
-                         f"run's identifiers.json, which does not have task {name!r}; use augmentations=1")
-    for index, full_name in enumerate(loaded.identifiers):
-        task, tid, colours = parse_augmentation_name(full_name)
-        if task == name and full_name != name and len(variants) < augmentations:
-            variants.append((index, tid, colours))
-    return variants
-
-
-def _arc_vote(preds: np.ndarray, q_halt: np.ndarray, variants, rule: str) -> Tuple[np.ndarray, int, int]:
-    """(answer grid, distinct answers, chosen variant) of one test input's variants: each prediction cropped and
-    mapped back to the task's frame, then voted on like evaluation's candidates (a crop that fails is dropped)."""
-    grids = [crop_prediction(tokens) for tokens in preds]
-    valid = np.array([g.size > 0 for g in grids])
-    canvases = np.stack([encode_arc_grid(invert_augmentation(g, tid, colours)) if g.size else
-                         np.zeros(ARC_SEQ_LEN, dtype=np.uint8) for g, (_, tid, colours) in zip(grids, variants)])
-    confidence = 1.0 / (1.0 + np.exp(-q_halt.astype(np.float64)))
-    chosen, distinct = select_candidates(canvases[None], confidence[None], valid[None], rule)
-    best = int(chosen[0])
-    return crop_prediction(canvases[best]).astype(np.int64), int(distinct[0]), best
+    say(f"task: {codec.name}  checkpoint: {config.checkpoint}  device: {loaded.device}")
+    request = SolveRequest(
+        text=text, file_name=file_name, vocab_size=loaded.vocab_size, seq_len=loaded.seq_len,
+        predict=lambda inputs, identifiers, augmentations, task_codec: predict(
+            loaded, inputs, identifiers, _test_time(config, loaded, augmentations, task_codec)),
+        identifiers=loaded.identifiers, blank_identifier=loaded.blank_identifier,
+        segments=config.test_time.segments or loaded.max_segments, augmentations=config.test_time.augmentations,
+        select=config.test_time.ranking, options={"box": config.box, "name": config.name}, say=say)
+    return codec.solve_text(request)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,16 +1,20 @@
 """Building a run from its config: data loaders, the model in its loss head, optimizers, evaluators, train state."""
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import pydantic
 import torch
 from torch import nn
 
 from dataset.common import PuzzleDatasetMetadata
-from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
+from dataset.puzzle_dataset import DatasetSource, PuzzleDataset, PuzzleDatasetConfig, load_merged_metadata
 from models.adam_atan2 import build_adam_atan2
+from models.common import compile_model
 from models.muon import MatchedAdamW, Muon
+from models.registry import model_class
 from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from tasks import dataset_codec, evaluator_class
+from tasks.base import TaskCodec
 from training.checkpoint_files import (CheckpointError, load_model_state_dict, load_trainer_optimizer_states,
                                        load_weights)
 from training.config import PretrainConfig, eval_batch_size
@@ -22,7 +26,6 @@ from training.test_time import TestTimeCompute, build_test_time, check_savable
 from utils.cli import format_validation_error
 from utils.device import default_compile, default_forward_dtype, is_cuda
 from utils.errors import ConfigError
-from utils.functions import load_model_class
 
 # Model config keys the trainer derives from the dataset and the run; setting them under arch is an error.
 DERIVED_ARCH_KEYS = ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
@@ -46,12 +49,16 @@ def create_dataloader(config: PretrainConfig, split: str, info: DistInfo, identi
     ), split=split)
 
 
-def training_metadata(config: PretrainConfig) -> PuzzleDatasetMetadata:
-    """The metadata a run's model is sized from: its training folders' train split (their test split where only
-    that is here, e.g. an evaluation-only copy of a dataset)."""
+def training_data(config: PretrainConfig) -> Tuple[PuzzleDatasetMetadata, List[DatasetSource]]:
+    """The metadata a run's model is sized from, and each of its folders': its training folders' train split (their
+    test split where only that is here, e.g. an evaluation-only copy of a dataset)."""
     paths = config.train_data_paths
     split = "train" if all(os.path.isdir(os.path.join(p, "train")) for p in paths) else "test"
-    return load_merged_metadata(paths, split)[0]
+    return load_merged_metadata(paths, split)
+
+
+def training_metadata(config: PretrainConfig) -> PuzzleDatasetMetadata:
+    return training_data(config)[0]
 
 
 def instantiate(cls, where: str, *args, **kwargs):
@@ -86,8 +93,8 @@ def model_config_dict(config: PretrainConfig, metadata: PuzzleDatasetMetadata, i
 def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo) -> nn.Module:
     """The model wrapped in its loss head, on the device, identical on every rank; compiled in place when
     compile is on (its state dict keeps the published key names, without torch.compile's prefix)."""
-    model_cls = load_model_class(config.arch.name)
-    loss_head_cls = load_model_class(config.arch.loss.name)
+    model_cls = model_class(config.arch.name)
+    loss_head_cls = model_class(config.arch.loss.name)
     model_cfg = model_config_dict(config, metadata, info)
 
     torch.manual_seed(config.seed)  # initial weights depend on the seed only (and are broadcast anyway)
@@ -108,7 +115,7 @@ def create_model(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: 
         broadcast_module(model)
 
     if config.compile if config.compile is not None else default_compile(info.device):
-        model.compile(dynamic=False)
+        compile_model(model, dynamic=False)
     return model
 
 
@@ -135,23 +142,41 @@ def create_optimizers(config: PretrainConfig, model: nn.Module, info: DistInfo) 
 
 
 def create_evaluators(config: PretrainConfig, eval_loader: PuzzleDataset) -> List[BoundEvaluator]:
-    """Task evaluators ("module@Class" under evaluators/, e.g. ARC pass@K), one per test dataset."""
+    """Task evaluators ("module@Class": class Class of tasks/<module>/evaluator.py, e.g. ARC pass@K), one per test
+    dataset."""
     bound = []
     for index, source in enumerate(eval_loader.sources):
         for spec in config.evaluators:
-            cls = load_model_class(spec.name, prefix="evaluators.")
+            cls = evaluator_class(spec.name)
             evaluator = instantiate(cls, f"evaluators ({spec.name})", source.path, eval_loader.metadata,
                                     **spec.extra)
             bound.append(BoundEvaluator(evaluator, index, source.identifier_offset))
     return bound
 
 
-def create_test_time(config: PretrainConfig, eval_loader: PuzzleDataset) -> Optional[TestTimeCompute]:
+def create_task_codec(config: PretrainConfig, eval_loader: PuzzleDataset) -> Optional[TaskCodec]:
+    """The task of the test data (its dataset.json's, else config.task, else the one its shape fits; None when that
+    is not one task), which test-time compute and the task's evaluation metric use. A TaskError when test-time
+    compute needs a task that cannot be told."""
+    settings = config.test_time
+    needed_for = ("test_time.augmentations" if settings.augmentations > 1 else
+                  "test_time.filter_invalid" if settings.filter_invalid else
+                  "test_time.select" if settings.filters else None)
+    return dataset_codec([source.metadata for source in eval_loader.sources], config.task,
+                         ", ".join(config.test_data_paths), needed_for)
+
+
+def create_test_time(config: PretrainConfig, eval_loader: PuzzleDataset, codec: Optional[TaskCodec]
+                     ) -> Optional[TestTimeCompute]:
     """The evaluation's test-time compute (None for plain evaluation), checked against the test data's task."""
     if config.test_time.plain:
         return None
     check_savable(config.eval_save_outputs)
-    return build_test_time(config.test_time, eval_loader.metadata, config.seed, ", ".join(config.test_data_paths))
+    if config.test_time.cycles_scale > 1 and model_class(config.arch.name).inner_class.cycles_key is None:
+        raise ConfigError(f"test_time.cycles_scale: {config.arch.name} has no cycles to scale; use cycles_scale=1 "
+                          f"and test_time.segments for more depth")
+    return build_test_time(config.test_time, eval_loader.metadata, codec, config.seed,
+                           ", ".join(config.test_data_paths))
 
 
 def total_train_steps(config: PretrainConfig, train_loader: PuzzleDataset) -> int:
@@ -182,6 +207,13 @@ def load_trainer_optimizers(optimizers: Optimizers, path: str) -> None:
     print(f"note: optimizer states loaded from {path} (load_optimizer_state=false to start them afresh)")
 
 
+def lr_schedule_lag(config: PretrainConfig) -> int:
+    """config.lr_schedule_lag, or where unset the lag of the arch's original trainer (URM's 1, HRM's and TRM's 0)."""
+    if config.lr_schedule_lag is not None:
+        return config.lr_schedule_lag
+    return getattr(model_class(config.arch.name), "original_lr_schedule_lag", 0)
+
+
 def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, info: DistInfo,
                      total_steps: int) -> TrainState:
     """Model, optimizers, schedule, EMA and empty carry of a new run of `total_steps` steps (the schedule's
@@ -190,7 +222,13 @@ def init_train_state(config: PretrainConfig, metadata: PuzzleDatasetMetadata, in
     optimizers = create_optimizers(config, model, info)
     if config.load_checkpoint is not None and config.load_optimizer_state:
         load_trainer_optimizers(optimizers, config.load_checkpoint)
-    return TrainState(model=model, optimizers=optimizers,
-                      schedule=Schedule(total_steps, config.lr_warmup_steps, config.lr_min_ratio), carry=Carry(),
-                      metrics=PendingMetrics(), rng=RNG(model, info.device),
-                      ema=ModelEMA(model, config.ema_rate) if config.ema else None)
+    schedule = Schedule(total_steps, config.lr_warmup_steps, config.lr_min_ratio, lr_schedule_lag(config))
+    return new_train_state(config, model, optimizers, schedule, info)
+
+
+def new_train_state(config: PretrainConfig, model: nn.Module, optimizers: Optimizers, schedule: Schedule,
+                    info: DistInfo) -> TrainState:
+    """The state of a run before its first step: its model, optimizers and schedule, no carry yet, no pending
+    metrics, the model's generators, and the EMA of the weights with config.ema."""
+    return TrainState(model=model, optimizers=optimizers, schedule=schedule, carry=Carry(), metrics=PendingMetrics(),
+                      rng=RNG(model, info.device), ema=ModelEMA(model, config.ema_rate) if config.ema else None)

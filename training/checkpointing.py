@@ -18,6 +18,7 @@ import torch
 
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import PuzzleDataset
+from models.registry import model_class
 from training.checkpoint_files import (TRAIN_STATE_SUFFIX, CheckpointError, CheckpointWriter, checkpoint_path,
                                        cpu_copy, find_latest_intact, load_checkpoint, load_weights, prune_checkpoints,
                                        rank_shard_path)
@@ -111,8 +112,11 @@ def save_train_state(config: PretrainConfig, state: TrainState, train_loader: Pu
 def _check_resumable(config: PretrainConfig, metadata: PuzzleDatasetMetadata, saved: dict, path: str) -> None:
     """Refuse to continue a run on another architecture, dataset or global batch size (the number of processes
     may change: see restore_train_state)."""
+    # A key the checkpoint lacks (a run older than the field) had the field's default.
+    defaults = _arch_defaults(config.arch.name)
     problems = [f"arch.{key} is {mine!r}, the checkpoint's {theirs!r}"
-                for key, mine, theirs in _differences(config.model_dump()["arch"], saved["config"]["arch"])]
+                for key, mine, theirs in _differences({**defaults, **config.model_dump()["arch"]},
+                                                      {**defaults, **saved["config"]["arch"]})]
     for key in ("vocab_size", "seq_len", "num_puzzle_identifiers", "total_groups", "sets"):
         if saved["dataset"][key] != getattr(metadata, key):
             problems.append(f"dataset {key} is {getattr(metadata, key)}, checkpoint has {saved['dataset'][key]}")
@@ -121,6 +125,12 @@ def _check_resumable(config: PretrainConfig, metadata: PuzzleDatasetMetadata, sa
                         f"{saved['config']['global_batch_size']}")
     if problems:
         raise CheckpointError(f"cannot resume from {path}: " + "; ".join(problems))
+
+
+def _arch_defaults(name: str) -> dict:
+    """The optional fields of the model's config with their defaults."""
+    fields = model_class(name).config_class.model_fields
+    return {key: field.default for key, field in fields.items() if not field.is_required()}
 
 
 def _differences(mine: dict, theirs: dict, prefix: str = "") -> List[Tuple[str, object, object]]:

@@ -9,6 +9,7 @@ from typing import List, Literal, Optional
 
 import pydantic
 
+from tasks import task_names
 from utils.cli import validate
 
 # Keys a training/eval step can return for saving (model outputs, plus the batch itself).
@@ -22,6 +23,28 @@ def check_savable_outputs(keys: List[str]) -> List[str]:
     if unknown:
         raise ValueError(f"unknown output(s) {unknown}; choose from {list(SAVABLE_OUTPUTS)}")
     return keys
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of "SS", "MM:SS", "HH:MM:SS" or "DD:HH:MM:SS" (Lightning's max_time form)."""
+    parts = text.strip().split(":")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration; write seconds or HH:MM:SS (e.g. max_time=00:30:00)") from None
+    if len(values) > 4 or any(v < 0 for v in values):
+        raise ValueError(f"{text!r} is not a duration; write seconds or HH:MM:SS (e.g. max_time=00:30:00)")
+    seconds = 0.0
+    for value, unit in zip(reversed(values), (1, 60, 3600, 86400)):
+        seconds += value * unit
+    return seconds
+
+
+def check_task_name(name: Optional[str]) -> Optional[str]:
+    """Validator for a task name (a folder of tasks/)."""
+    if name is not None and name not in task_names():
+        raise ValueError(f"no task {name!r}; the tasks are {', '.join(task_names())}")
+    return name
 
 
 class _NamedWithExtras(pydantic.BaseModel):
@@ -50,33 +73,65 @@ class EvaluatorConfig(_NamedWithExtras):
     """An evaluator run at every evaluation, "module@Class" under evaluators/; extra keys go to its constructor."""
 
 
+SELECTORS = ("vote", "q", "converged", "valid")
+
+
 class TestTimeConfig(pydantic.BaseModel):
-    """Test-time compute at evaluation (docs/DESIGN.md §9; training/test_time.py): every test puzzle is run as
-    augmentations x trajectories variants in one batch, and one candidate answer is selected per puzzle. The
-    defaults are plain evaluation."""
+    """Test-time compute at evaluation (docs/DESIGN.md §9; training/test_time.py): more depth than trained (more
+    segments, more cycles per segment), and breadth (every test puzzle run as augmentations x trajectories variants
+    in one batch) with a selector that picks one answer per puzzle. The defaults are plain evaluation."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
+    # Depth. segments: ACT segments at evaluation (None = the model's limit; more runs deeper than trained).
+    # cycles_scale: each segment runs k x the core's trained cycles (H_cycles). halting: "never" runs every row
+    # for all its segments; "q" stops each row when its Q head says halt (adaptive halting).
+    segments: Optional[int] = pydantic.Field(None, gt=0)
+    cycles_scale: int = pydantic.Field(1, ge=1)
+    halting: Literal["never", "q"] = "never"
     # A: random members of the task's symmetry group per puzzle (the first is the identity); answers are mapped
     # back to the puzzle's frame before they are compared.
     augmentations: int = pydantic.Field(1, ge=1)
     augmentation_kinds: Optional[List[str]] = None  # the group members drawn from; None = all the task has
-    # K: runs per augmentation with Gaussian noise of std noise_std added to the latent z_L, at the initial state
-    # ("init") or before every segment ("segment").
+    # K: runs per augmentation with Gaussian noise of std noise_std added to the core's noise state, at the
+    # initial state ("init") or before every segment ("segment").
     trajectories: int = pydantic.Field(1, ge=1)
     noise_std: float = pydantic.Field(0.0, ge=0)
     noise_at: Literal["init", "segment"] = "init"
-    segments: Optional[int] = pydantic.Field(None, gt=0)  # ACT segments at evaluation; None = the model's limit
-    filter_invalid: bool = False  # drop candidates that fail the task's check (Sudoku rules, a shortest maze path)
-    # "vote": most variants, then the highest mean sigmoid(q_halt); "q_halt": the variant with the highest q_halt.
-    select: Literal["vote", "q_halt"] = "vote"
+    # The selector, criteria in order (the first decides, the next break its ties): "vote" (most variants with
+    # the answer, then their highest mean sigmoid(q_halt)), "q" (the variant of highest q_halt; PTRM's), "converged"
+    # (the variant whose latent changed least in its last segment: nearest a fixed point), "valid" (first only:
+    # drop the answers that fail the task's check, unless every one fails). "q_halt" is q's earlier name.
+    select: List[Literal["vote", "q", "converged", "valid"]] = ["vote"]
+    filter_invalid: bool = False  # the same as select starting with "valid"
+
+    @pydantic.field_validator("select", mode="before")
+    @classmethod
+    def _criteria(cls, value):
+        value = [value] if isinstance(value, str) else list(value)
+        return ["q" if criterion == "q_halt" else criterion for criterion in value]
 
     @pydantic.model_validator(mode="after")
-    def _noise_for_trajectories(self):
+    def _checks(self):
         if self.trajectories > 1 and self.noise_std == 0:
             raise ValueError(f"trajectories={self.trajectories} with noise_std=0 runs the same trajectory "
                              f"{self.trajectories} times; set test_time.noise_std > 0 (e.g. 0.3) or trajectories=1")
+        if not self.select or len(set(self.select)) != len(self.select):
+            raise ValueError(f"select={self.select}: name one or more of {', '.join(SELECTORS)}, each once")
+        if "valid" in self.select[1:]:
+            raise ValueError(f"select={self.select}: valid drops the answers that fail the check, so it comes "
+                             f"first (e.g. select=[valid,q])")
         return self
+
+    @property
+    def filters(self) -> bool:
+        """Whether answers that fail the task's check are dropped (select starting with valid, or filter_invalid)."""
+        return self.filter_invalid or self.select[0] == "valid"
+
+    @property
+    def ranking(self) -> List[str]:
+        """The criteria that rank the answers left (valid aside); vote when valid alone is given."""
+        return [criterion for criterion in self.select if criterion != "valid"] or ["vote"]
 
     @property
     def variants(self) -> int:
@@ -127,10 +182,18 @@ class PretrainConfig(pydantic.BaseModel):
     seed: int = 0
     checkpoint_every_eval: bool = False
     eval_interval: Optional[int] = pydantic.Field(None, gt=0)  # in epochs; None = evaluate once, at the end
+    # Budgets that stop the run early, the schedule staying that of `epochs`: at the first step that reaches one, a
+    # final evaluation and a checkpoint, which resume=latest continues (to where an uninterrupted run ends).
+    # max_steps: the run's optimizer steps; max_time: wall time of this process's training, in seconds, or
+    # "HH:MM:SS" / "DD:HH:MM:SS" on the command line.
+    max_steps: Optional[int] = pydantic.Field(None, gt=0)
+    max_time: Optional[float] = pydantic.Field(None, gt=0)
     # Blocks of eval_interval epochs trained before the first evaluation (TRM's name): blocks 0..N-1 skip it.
     min_eval_interval: int = pydantic.Field(0, ge=0)
     eval_save_outputs: List[str] = []
     evaluators: List[EvaluatorConfig] = []  # e.g. [{name: arc@ARC}]: task metrics such as ARC pass@K
+    # The task of datasets whose dataset.json does not name one (built elsewhere); this project's builders name it.
+    task: Optional[str] = None
     test_time: TestTimeConfig = TestTimeConfig()  # augmentation voting, latent-noise trajectories, more segments
 
     # Additions to the original trainer.
@@ -163,8 +226,18 @@ class PretrainConfig(pydantic.BaseModel):
     # Reduce and log training metrics every N steps (their mean over the N steps). Reading metrics makes the
     # host wait for the GPU, so N > 1 keeps it ahead; the NaN/Inf loss check runs at the same interval.
     log_interval: int = pydantic.Field(1, gt=0)
+    # Updates by which the learning-rate schedule is read behind: 0 gives update n the schedule at n (HRM's and
+    # TRM's trainers), 1 at n - 1 (URM's: its first update has rate 0 in warm-up). None: the arch's original
+    # trainer's (the model class's original_lr_schedule_lag).
+    lr_schedule_lag: Optional[int] = pydantic.Field(None, ge=0, le=1)
 
     _known_outputs = pydantic.field_validator("eval_save_outputs")(check_savable_outputs)
+    _known_task = pydantic.field_validator("task")(check_task_name)
+
+    @pydantic.field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        return parse_duration(value) if isinstance(value, str) else value
 
     @pydantic.model_validator(mode="after")
     def _one_data_source(self):

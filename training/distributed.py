@@ -1,13 +1,16 @@
 """Ranks, devices and the few collectives training needs (torchrun; NCCL on CUDA, gloo elsewhere)."""
 import os
 from dataclasses import dataclass
-from typing import Dict
+from typing import Callable, Dict, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from utils.device import is_cuda, resolve_device
+from utils.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,14 +41,57 @@ def single_process(device: torch.device) -> DistInfo:
     return DistInfo(rank=0, world_size=1, local_rank=0, device=device)
 
 
+# The gloo group of CPU votes (largest_vote) on NCCL runs; the default group itself on gloo runs.
+_cpu_group = None
+
+
+def largest_vote(vote: int, info: DistInfo) -> int:
+    """The largest of every rank's `vote`, through gloo on the CPU (asking never waits for a GPU); every rank must
+    call this at the same points."""
+    global _cpu_group
+    if info.world_size == 1:
+        return vote
+    if _cpu_group is None:
+        _cpu_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+    votes = torch.tensor([vote])
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=_cpu_group)
+    return int(votes.item())
+
+
 def close_distributed(wait_for_all: bool = False) -> None:
     """Leave the process group (a no-op when there is none). `wait_for_all` (a normal end) meets every rank at a
     barrier first, so that no rank tears its connections down while another still uses them; after an error
-    the others may never arrive, so it does not wait."""
+    the others may never arrive, so it does not wait.
+
+    No reference to a group may outlive this: a ProcessGroupGloo that is still referenced keeps its worker threads
+    after destroy_process_group, and when the interpreter exits one of them frees the barrier's work (and its
+    tensors) while Python is being torn down, which aborts the process ("terminate called without an active
+    exception", exit -6) after a run that went well."""
+    global _cpu_group
+    _cpu_group = None
     if dist.is_initialized():
         if wait_for_all:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def on_rank_zero(info: DistInfo, compute: Callable[[], T]) -> T:
+    """`compute()` run by rank 0 alone (validating and naming a run, choosing a file name, writing a dataset); every
+    rank gets its result, or its UserError, so that all stop with the same one-line message instead of waiting."""
+    outcome: Optional[T] = None
+    problem: Optional[UserError] = None
+    if info.rank == 0:
+        try:
+            outcome = compute()
+        except UserError as err:
+            problem = err
+    if info.world_size > 1:
+        shared = [outcome, problem]
+        dist.broadcast_object_list(shared, src=0)
+        outcome, problem = shared
+    if problem is not None:
+        raise problem
+    return outcome
 
 
 def broadcast_module(model: nn.Module) -> None:

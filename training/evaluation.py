@@ -10,11 +10,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from dataset.codecs import MazeCodec, codec_for
 from dataset.puzzle_dataset import PuzzleDataset
 from evaluators import Evaluator
+from tasks.base import TaskCodec
 from training.checkpoint_files import atomic_torch_save
-from training.distributed import DistInfo
+from training.distributed import DistInfo, on_rank_zero
 from training.inference import run_to_halt, to_device
 from training.test_time import TestTimeCompute
 
@@ -36,12 +36,12 @@ class BoundEvaluator:
 def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
              save_outputs: Sequence[str] = (), save_prefix: Optional[str] = None,
              evaluators: Sequence[BoundEvaluator] = (), halt_on_q: bool = False,
-             test_time: Optional[TestTimeCompute] = None) -> Dict[str, float]:
+             test_time: Optional[TestTimeCompute] = None, codec: Optional[TaskCodec] = None) -> Dict[str, float]:
     """Run every test example to the end (fresh carry per batch); metric means per set on rank 0, and
     `eval/wall_time_s`. Rank 0 shows a progress bar. With `test_time` each example runs as its variants and the
-    selected answer is scored and saved (training/test_time.py). On mazes, `valid_shortest_path` is the fraction
-    of answers that are a shortest path from start to goal, any one of them (exact accuracy asks for the one the
-    label marks; papers report both).
+    selected answer is scored and saved (training/test_time.py). A task whose codec names a `check_metric` gets the
+    fraction of answers that pass its check (mazes: `valid_shortest_path`, a shortest path from start to goal, any
+    one of them, where exact accuracy asks for the one the label marks; papers report both).
 
     Requested outputs are written per rank to `<save_prefix>_all_preds.<rank>`; each evaluator sees every real
     row of its dataset (with that dataset's own puzzle identifiers) and adds its metrics (it may write files
@@ -51,10 +51,8 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
     model.eval()
     for bound in evaluators:
         bound.evaluator.begin_eval()
-    meta = eval_loader.metadata
-    maze = codec_for(meta.vocab_size, meta.seq_len)
-    maze = maze if isinstance(maze, MazeCodec) else None
-    return_keys = sorted(set(save_outputs).union({"preds"} if maze else set(),
+    checked = codec if codec is not None and codec.check_metric is not None else None
+    return_keys = sorted(set(save_outputs).union({"preds"} if checked else set(),
                                                  *(b.evaluator.required_outputs for b in evaluators)))
     sums: Dict[str, Dict[str, torch.Tensor]] = {}
     saved: Dict[str, List[torch.Tensor]] = {k: [] for k in save_outputs}
@@ -76,9 +74,10 @@ def evaluate(model: nn.Module, eval_loader: PuzzleDataset, info: DistInfo,
             real_rows = min(max(effective_size - info.rank * local_batch, 0), local_batch)
             real_batch = {k: v[:real_rows] for k, v in batch.items()}
             real_outputs = {k: v[:real_rows] for k, v in outputs.items()}
-            if maze is not None:
-                valid = maze.check(real_batch["inputs"].cpu().numpy(), real_outputs["preds"].cpu().numpy())
-                set_sums["valid_shortest_path"] = set_sums.get("valid_shortest_path", 0) + float(valid.sum())
+            if checked is not None:
+                valid = checked.check(real_batch["inputs"].cpu().numpy(), real_outputs["preds"].cpu().numpy())
+                metric = checked.check_metric
+                set_sums[metric] = set_sums.get(metric, 0) + float(valid.sum())
             dataset_index, _ = eval_loader.source_of(set_name)
             for bound in evaluators:
                 if bound.dataset_index == dataset_index:
@@ -107,17 +106,15 @@ def unused_output_prefix(prefix: str, info: DistInfo) -> str:
     """`prefix`, or `<prefix>_eval<k>` for the first k that names no file yet: an evaluation of a checkpoint never
     replaces outputs it did not write (the training's own step_<N>_all_preds.<rank>, an earlier evaluation's).
     Rank 0 chooses; every rank gets its choice."""
-    chosen = [prefix]
-    if info.rank == 0:
+    def choose() -> str:
         folder, name = os.path.split(os.path.abspath(prefix))
         existing = os.listdir(folder) if os.path.isdir(folder) else []
         taken = lambda stem: any(entry.startswith(stem + "_") for entry in existing)  # noqa: E731
         stem = next(candidate for candidate in itertools.chain([name], (f"{name}_eval{k}" for k in itertools.count(1)))
                     if not taken(candidate))
-        chosen = [os.path.join(os.path.dirname(prefix), stem)]
-    if info.world_size > 1:
-        dist.broadcast_object_list(chosen, src=0)
-    return chosen[0]
+        return os.path.join(os.path.dirname(prefix), stem)
+
+    return on_rank_zero(info, choose)
 
 
 def _for_dataset(key: str, dataset_index: int) -> str:

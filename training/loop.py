@@ -1,4 +1,5 @@
 """The training loop: optimizer steps on global batches, periodic evaluation and checkpoints."""
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -8,10 +9,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dataset.puzzle_dataset import PuzzleDataset
+from tasks.base import TaskCodec
 from training.checkpoint_files import CheckpointWriter, checkpoint_path
 from training.checkpointing import save_train_state
 from training.config import PretrainConfig
-from training.distributed import DistInfo, all_reduce_gradients, reduce_metric_sums
+from training.distributed import DistInfo, all_reduce_gradients, largest_vote, reduce_metric_sums
 from training.errors import TrainingDivergedError
 from training.evaluation import BoundEvaluator, evaluate
 from training.inference import to_device
@@ -23,10 +25,11 @@ from training.test_time import TestTimeCompute
 
 @dataclass
 class Services:
-    """What a run uses besides its state: the checkpoint writer, the evaluators and test-time compute of its
-    evaluations, and rank 0's logger."""
+    """What a run uses besides its state: the checkpoint writer, the task of its test data, the evaluators and
+    test-time compute of its evaluations, and rank 0's logger."""
 
     writer: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(background=False))
+    codec: Optional[TaskCodec] = None
     evaluators: Sequence[BoundEvaluator] = ()
     test_time: Optional[TestTimeCompute] = None
     logger: Optional[RunLogger] = None
@@ -47,11 +50,11 @@ def train_batch(config: PretrainConfig, state: TrainState, batch: Dict[str, torc
     for index, part in enumerate(parts):
         for table in tables:  # this micro-batch's slice of the rows the sparse optimizer updates together
             table.row_offset = index * part["inputs"].shape[0]
-        state.carry.value[index], loss, metrics, _, _ = state.model(carry=state.carry.value[index], batch=part,
-                                                                     return_keys=())
-        step_metrics = {k: v.detach() + step_metrics.get(k, 0) for k, v in metrics.items()}
+        result = state.model(carry=state.carry.value[index], batch=part, return_keys=())
+        state.carry.value[index] = result.carry
+        step_metrics = {k: v.detach() + step_metrics.get(k, 0) for k, v in result.metrics.items()}
         # Divided by the global batch: the micro-batches' gradients add up to the whole batch's.
-        ((1.0 / config.global_batch_size) * loss).backward()
+        ((1.0 / config.global_batch_size) * result.loss).backward()
     state.metrics.add(step_metrics)
     log_now = state.step % config.log_interval == 0 or state.step == state.schedule.total_steps
     if log_now:  # the step's host syncs, once per interval: this check and the metric reduction below
@@ -104,7 +107,7 @@ def evaluate_train_state(config: PretrainConfig, state: TrainState, eval_loader:
     with state.ema.applied_to(state.model) if state.ema is not None else nullcontext():
         return evaluate(state.model, eval_loader, info, config.eval_save_outputs,
                         checkpoint_path(config.checkpoint_path, state.step), services.evaluators,
-                        test_time=services.test_time)
+                        test_time=services.test_time, codec=services.codec)
 
 
 def progress_postfix(metrics: Dict[str, float]) -> Optional[Dict[str, str]]:
@@ -132,13 +135,59 @@ def _stop_if_preempted(config: PretrainConfig, state: TrainState, train_loader: 
                     f"checkpoint_path={config.checkpoint_path}")
 
 
+class Budget:
+    """max_steps and max_time: whether the run must stop after this step. Every rank asks after every step; the
+    clock is each rank's own, so ranks take the largest vote and all stop after the same step."""
+
+    def __init__(self, config: PretrainConfig):
+        self.max_steps, self.max_time = config.max_steps, config.max_time
+        self.start = time.monotonic()
+
+    def reached(self, step: int, info: DistInfo) -> Optional[str]:
+        """The budget that ran out (as its key=value), or None."""
+        if self.max_steps is not None and step >= self.max_steps:
+            return f"max_steps={self.max_steps}"
+        if self.max_time is not None and largest_vote(int(time.monotonic() - self.start >= self.max_time), info):
+            return f"max_time={self.max_time:g}s"
+        return None
+
+
+def evaluate_and_log(config: PretrainConfig, state: TrainState, eval_loader: PuzzleDataset, services: Services,
+                     info: DistInfo, progress: tqdm) -> None:
+    eval_metrics = evaluate_train_state(config, state, eval_loader, services, info)
+    if services.logger is not None:
+        services.logger.log(eval_metrics, step=state.step)
+        progress.write(f"eval at step {state.step} ({eval_metrics['eval/wall_time_s']:.1f} s): " +
+                       ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items() if "accuracy" in k))
+
+
+def _stop_at_budget(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
+                    eval_loader: PuzzleDataset, services: Services, info: DistInfo, progress: tqdm, spent: str) -> None:
+    """The final evaluation and a full checkpoint of this step, once the files are on disk."""
+    evaluate_and_log(config, state, eval_loader, services, info, progress)
+    if state.saved_step != state.step:
+        save_train_state(config, state, train_loader, services.writer, services.logger, info)
+    services.writer.wait()
+    if info.rank == 0:
+        progress.write(f"stopped at {spent} after step {state.step} of {state.schedule.total_steps}: checkpoint "
+                       f"{checkpoint_path(config.checkpoint_path, state.step)} written; continue with resume=latest "
+                       f"checkpoint_path={config.checkpoint_path}")
+
+
 def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: PuzzleDataset,
                        eval_loader: PuzzleDataset, services: Services, info: DistInfo) -> None:
     """The loop: eval_interval epochs of training, an evaluation (from block min_eval_interval on), a checkpoint;
     until `epochs`. A SIGTERM or SIGUSR1 stops it after the current step (or evaluation) with a checkpoint
-    (training/preemption.py)."""
+    (training/preemption.py); max_steps or max_time stop it after the step that reaches them, with an evaluation
+    and a checkpoint that resume=latest continues."""
     num_blocks = config.epochs // config.epochs_per_eval
     logger = services.logger
+    budget = Budget(config)
+    if config.max_steps is not None and state.step >= config.max_steps:
+        if info.rank == 0:
+            print(f"the run is at step {state.step}, max_steps={config.max_steps}: nothing to train (raise max_steps "
+                  f"or leave it out to continue)")
+        return
     with preemption_handlers(), tqdm(total=state.schedule.total_steps, initial=state.step, disable=info.rank != 0,
                                      dynamic_ncols=True) as progress:
         while state.schedule.block < num_blocks:
@@ -154,14 +203,13 @@ def train_and_evaluate(config: PretrainConfig, state: TrainState, train_loader: 
                 if config.checkpoint_interval is not None and state.step % config.checkpoint_interval == 0:
                     save_train_state(config, state, train_loader, services.writer, logger, info)
                 _stop_if_preempted(config, state, train_loader, services, info)
+                spent = budget.reached(state.step, info)
+                if spent is not None:
+                    _stop_at_budget(config, state, train_loader, eval_loader, services, info, progress, spent)
+                    return
 
             if state.schedule.block >= config.min_eval_interval:
-                eval_metrics = evaluate_train_state(config, state, eval_loader, services, info)
-                if logger is not None:
-                    logger.log(eval_metrics, step=state.step)
-                    progress.write(f"eval at step {state.step} ({eval_metrics['eval/wall_time_s']:.1f} s): " +
-                                   ", ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in eval_metrics.items()
-                                             if "accuracy" in k))
+                evaluate_and_log(config, state, eval_loader, services, info, progress)
             state.schedule.block += 1
             if config.checkpoint_every_eval or state.schedule.block == num_blocks:
                 save_train_state(config, state, train_loader, services.writer, logger, info)

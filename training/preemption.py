@@ -12,10 +12,7 @@ import signal
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-import torch
-import torch.distributed as dist
-
-from training.distributed import DistInfo
+from training.distributed import DistInfo, largest_vote
 
 # EX_TEMPFAIL (sysexits.h): a temporary failure, the command may be retried; here with resume=latest.
 PREEMPTED_EXIT_CODE = 75
@@ -29,7 +26,6 @@ class Preempted(Exception):
 class _State:
     received: Optional[str] = None  # name of the first signal received
     interrupted = False             # a Ctrl-C came
-    group = None                     # the gloo group of the vote on NCCL runs
 
 
 def _record(signum, _frame) -> None:
@@ -55,11 +51,6 @@ def preemption_handlers() -> Iterator[None]:
 
 def stop_requested(info: DistInfo) -> Optional[str]:
     """The signal's name if any rank has received one, else None; every rank must call this at the same points."""
-    if info.world_size == 1:
-        return _State.received
-    if _State.group is None:
-        _State.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
     # 0: none; 1: SIGTERM; 2: SIGUSR1; 3: SIGINT (the largest wins, so every rank reports the same name).
-    vote = torch.tensor([0 if _State.received is None else 1 + [s.name for s in SIGNALS].index(_State.received)])
-    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_State.group)
-    return None if vote.item() == 0 else SIGNALS[vote.item() - 1].name
+    vote = largest_vote(0 if _State.received is None else 1 + [s.name for s in SIGNALS].index(_State.received), info)
+    return None if vote == 0 else SIGNALS[vote - 1].name

@@ -7,17 +7,16 @@ import shutil
 from typing import List, Optional
 
 import coolname
-import torch.distributed as dist
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from models.registry import model_source_files
 from training.checkpoint_files import CheckpointError, list_checkpoints
 from training.config import PretrainConfig, validate_config
-from training.distributed import DistInfo
+from training.distributed import DistInfo, on_rank_zero
 from training.run_logger import METRICS_FILE, RunLogger
 from utils import hub
-from utils.errors import ConfigError, UserError
-from utils.functions import get_model_source_paths
+from utils.errors import ConfigError
 
 RUN_CONFIG_FILE = "all_config.yaml"
 # What a run leaves in its folder that another run must not write over: checkpoints and their outputs, metrics,
@@ -28,20 +27,12 @@ _RUN_FILE = re.compile(rf"^(step_\d+.*|{re.escape(METRICS_FILE)}|{re.escape(RUN_
 def load_config(hydra_config: DictConfig, info: DistInfo, job: Optional[int] = None) -> PretrainConfig:
     """Rank 0 validates the config, fills in the run's names and claims its folder; every rank gets rank 0's
     result (or error). `job`: the job number of a Hydra multirun (every job gets its own folder)."""
-    objects: List[object] = [None]
-    if info.rank == 0:
-        try:
-            config = name_run(validate_config(OmegaConf.to_container(hydra_config, resolve=True), info.world_size),
-                              job)
-            claim_run_folder(config)
-            objects = [config]
-        except UserError as err:
-            objects = [err]  # sent to every rank, so all stop with the same message instead of waiting
-    if info.world_size > 1:
-        dist.broadcast_object_list(objects, src=0)
-    if isinstance(objects[0], UserError):
-        raise objects[0]
-    return objects[0]
+    def named_and_claimed() -> PretrainConfig:
+        config = name_run(validate_config(OmegaConf.to_container(hydra_config, resolve=True), info.world_size), job)
+        claim_run_folder(config)
+        return config
+
+    return on_rank_zero(info, named_and_claimed)
 
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config")
@@ -152,7 +143,7 @@ def save_code_and_config(config: PretrainConfig) -> None:
     """all_config.yaml and the model/loss sources beside the checkpoints, to know later what was trained."""
     os.makedirs(config.checkpoint_path, exist_ok=True)
     for identifier in (config.arch.name, config.arch.loss.name):
-        for path in get_model_source_paths(identifier):
+        for path in model_source_files(identifier):
             shutil.copy(path, config.checkpoint_path)
     with open(os.path.join(config.checkpoint_path, RUN_CONFIG_FILE), "w", encoding="utf-8") as f:
         yaml.safe_dump(config.model_dump(), f, sort_keys=False)
@@ -184,10 +175,20 @@ def load_run_config(checkpoint: str, world_size: int, data_path: Optional[str] =
         if not os.path.isfile(checkpoint):
             raise CheckpointError(f"checkpoint file {checkpoint} does not exist")
     local_checkpoint = hub.resolve(checkpoint, beside=(RUN_CONFIG_FILE,))
-    config_path = os.path.join(os.path.dirname(os.path.abspath(local_checkpoint)), RUN_CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    config = run_config_beside(local_checkpoint, world_size, data_path, keep_optimizer, **overrides)
+    if config is None:
         raise ConfigError(f"no {RUN_CONFIG_FILE} beside {checkpoint}; the run is rebuilt from it (copy the "
                           f"training run's {RUN_CONFIG_FILE} there)")
+    return config
+
+
+def run_config_beside(path: str, world_size: int, data_path: Optional[str] = None, keep_optimizer: bool = False,
+                      **overrides) -> Optional[PretrainConfig]:
+    """The run config in the all_config.yaml beside `path` (a checkpoint, or outputs saved beside it), as
+    load_run_config gives it; None when there is none."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        return None
     raw = read_run_config_file(config_path)
     # Configs of other trainer versions may carry fields this one does not know; they do not affect evaluation.
     unknown = sorted(set(raw) - set(PretrainConfig.model_fields))

@@ -2,7 +2,7 @@
 
 The trainer calls it with the 1-based number of the update about to be applied, as the original HRM and TRM
 trainers do: update 1 uses base / warmup_steps, update warmup_steps the base rate, and the last update
-(total_steps) base · min_ratio.
+(total_steps) base · min_ratio. URM's trainer calls it one update behind (training/state.py Schedule `lag`).
 """
 import math
 

@@ -29,19 +29,22 @@ RUN_GROUP_SETTINGS = ("world_size",)
 
 class Schedule:
     """The run's position (optimizer steps taken, blocks of eval_interval epochs done) and its learning rates:
-    linear warm-up, then cosine to base · min_ratio at `total_steps`."""
+    linear warm-up, then cosine to base · min_ratio at `total_steps`. With `lag` 1 the schedule is read one update
+    behind, at the updates already applied, as URM's trainer does (its first update has rate 0 in warm-up)."""
 
-    def __init__(self, total_steps: int, warmup_steps: int, min_ratio: float):
+    def __init__(self, total_steps: int, warmup_steps: int, min_ratio: float, lag: int = 0):
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.min_ratio = min_ratio
+        self.lag = lag
         self.step = 0
         self.block = 0
 
     def lr(self, base_lr: float) -> float:
-        """The rate of the update about to be applied (number `step`, 1-based) for an optimizer of `base_lr`."""
-        return cosine_schedule_with_warmup_lr(self.step, base_lr, self.warmup_steps, self.total_steps,
-                                              self.min_ratio)
+        """The rate of the update about to be applied (number `step`, 1-based) for an optimizer of `base_lr`: the
+        schedule at `step - lag`."""
+        return cosine_schedule_with_warmup_lr(max(self.step - self.lag, 0), base_lr, self.warmup_steps,
+                                              self.total_steps, self.min_ratio)
 
     def state_dict(self) -> Dict[str, int]:
         return {"step": self.step, "block": self.block}

@@ -76,3 +76,5 @@ class URM_Inner(RecursiveReasoningInner):
 class URM(RecursiveReasoningACT):
     config_class = URMConfig
     inner_class = URM_Inner
+    # URM's trainer sets the rate before counting the update: its update n gets the schedule at n - 1.
+    original_lr_schedule_lag = 1

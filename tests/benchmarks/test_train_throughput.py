@@ -15,7 +15,7 @@ from benchmarks import train_throughput as tt
 from tests.helpers import REPO
 from training.errors import TrainingDivergedError
 from training.loop import train_batch
-from utils.functions import load_model_class
+from models.registry import model_class
 
 REQUIRED_KEYS = ("steps_per_s", "samples_per_s", "tokens_per_s", "peak_mem_gib", "mfu", "device")
 QUICK = ["--device", "cpu", "--steps", "2", "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak-size", "256"]
@@ -79,7 +79,7 @@ def model_of(name: str, **config):
     if "loops" not in config:  # HRM's and TRM's name for the segment limit
         defaults["halt_max_steps"] = 2
     with torch.device("meta"):
-        return load_model_class(name)({**defaults, **config})
+        return model_class(name)({**defaults, **config})
 
 
 def test_flop_formula_matches_a_hand_count():

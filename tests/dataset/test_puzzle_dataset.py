@@ -109,6 +109,19 @@ def test_train_reproducible_per_seed_and_counter(tmp_path):
     assert not torch.equal(flat(a1)[: len(flat(a2))], flat(a2)[: len(flat(a1))])
 
 
+@pytest.mark.parametrize("examples, expected", [
+    (1, 2 * (3 * 7 // 4)),  # one example per puzzle: 21 examples an iteration fill 5 batches of 4, twice
+    ([1, 2, 3, 0, 2, 5, 1], None),  # puzzles cut short at a batch's end: only a replay can tell
+])
+def test_count_train_batches_is_what_training_yields(tmp_path, examples, expected):
+    write_tiny_dataset(tmp_path, sets=("a", "b"), groups=7, puzzles_per_group=1, examples_per_puzzle=examples)
+    ds = make(tmp_path, global_batch_size=4, epochs_per_iter=3)
+    yielded = len(collect(ds)) + len(collect(ds))  # two iterations
+    assert ds.count_train_batches(2) == yielded
+    if expected is not None:
+        assert yielded == 2 * expected  # both sets
+
+
 def test_train_puzzle_larger_than_space_gives_subset_without_duplicates(tmp_path):
     # group 0: one puzzle of 10 examples; other groups: one puzzle of one example
     data = write_tiny_dataset(tmp_path, groups=5, puzzles_per_group=1, examples_per_puzzle=[10, 1, 1, 1, 1])

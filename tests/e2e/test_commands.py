@@ -17,7 +17,6 @@ HELP = [
     ("pretrain.py", "--help", "global_batch_size"),
     ("evaluate.py", "--help", "save_outputs"),
     ("tools.solve", "--help", "test_time.augmentations"),
-    ("utils.solve", "--help", "puzzle_file"),  # the former name
     ("tools.adapt", "--help", "num_aug"),
     ("tools.export_predictions", "--help", "global_batch_size"),
     ("tools.serve_visualizer", "--help", "port"),
@@ -27,6 +26,11 @@ HELP = [
     ("dataset/build_arc_dataset.py", "--help", "--num-aug"),
     ("dataset/build_mini_sudoku_dataset.py", "--help", "--box-rows"),
     ("dataset/build_rule_tasks_dataset.py", "--help", "--held-out"),
+    ("tasks.sudoku.build", "--help", "--subsample-size"),  # the builders where they live, under their new names
+    ("tasks.sudoku.build_mini", "--help", "--box-rows"),
+    ("tasks.maze.build", "--help", "--aug"),
+    ("tasks.arc.build", "--help", "--num-aug"),
+    ("tasks.rules.build", "--help", "--held-out"),
     ("scripts/demo.py", "--help", "--seed"),
     ("scripts/compare_models.py", "--help", "--tasks"),
     ("scripts/test_time_experiment.py", "--help", "--settings"),
@@ -77,7 +81,7 @@ def test_one_tiny_run_through_every_command(tmp_path):
     solved = run("-m", "tools.solve", f"checkpoint={checkpoint}", "puzzle=1...2...3...4...", "device=cpu",
                  "test_time.augmentations=2").stdout
     assert "answer string:" in solved and "test-time compute: 2 variants" in solved
-    assert "answer string:" in run("-m", "utils.solve", f"checkpoint={checkpoint}", "puzzle=1...2...3...4...",
+    assert "answer string:" in run("-m", "tools.solve", f"checkpoint={checkpoint}", "puzzle=1...2...3...4...",
                                    "device=cpu").stdout
 
     preds = tmp_path / "preds.npz"

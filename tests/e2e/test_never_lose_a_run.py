@@ -192,17 +192,25 @@ def train_steps(run_dir: Path) -> List[int]:
         return [r["step"] for r in map(json.loads, filter(str.strip, f)) if "train/lm_loss" in r]
 
 
+def as_from_a_terminal() -> None:
+    """In the child before it starts: Ctrl-C's default action, as a shell gives a command it runs. A child inherits
+    an ignored SIGINT, and Python then installs no KeyboardInterrupt for it: whether a test worker ignores SIGINT
+    (depending on what ran in it before) must not decide whether evaluate.py can be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """A command started in its own process group (as a shell starts a foreground job), output to files."""
 
-    def __init__(self, cmd: Sequence, folder: Path):
+    def __init__(self, cmd: Sequence, folder: Path, default_sigint: bool = False):
         self.cmd = [str(c) for c in cmd]
         folder.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = folder / "stdout.txt", folder / "stderr.txt"
         self.start = time.monotonic()
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=env(), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, start_new_session=True)
+                                         stderr=err, start_new_session=True,
+                                         preexec_fn=as_from_a_terminal if default_sigint else None)
 
     def output(self) -> str:
         return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
@@ -588,7 +596,7 @@ def test_c4_ctrl_c_in_evaluate_writes_nothing(base_run, mini_sudoku, tmp_path):
     for name in (f"step_{FINAL}", "all_config.yaml"):
         shutil.copy(base_run / name, folder)
     job = Started([PY, "evaluate.py", f"checkpoint={folder / f'step_{FINAL}'}", f"data_path={big}",
-                   "global_batch_size=1", "save_outputs=[preds]", "device=cpu"], tmp_path / "job")
+                   "global_batch_size=1", "save_outputs=[preds]", "device=cpu"], tmp_path / "job", default_sigint=True)
     job.wait_until(lambda: "eval" in job.err_path.read_text(errors="replace"), 60, "the evaluation starting")
     time.sleep(1.0)
     if job.proc.poll() is not None:
@@ -628,7 +636,7 @@ def bad_checkpoint_case(kind: str, tool: str):
         elif tool == "evaluate":
             cmd = [PY, "evaluate.py", f"checkpoint={checkpoint}", "device=cpu"]
         else:
-            cmd = [PY, "-m", "utils.solve", f"checkpoint={checkpoint}", f"puzzle={SUDOKU_4X4}", "device=cpu"]
+            cmd = [PY, "-m", "tools.solve", f"checkpoint={checkpoint}", f"puzzle={SUDOKU_4X4}", "device=cpu"]
         return cmd, [str(checkpoint)]
     return make
 
@@ -767,7 +775,7 @@ def test_e_resume_with_another_arch_names_only_the_differing_field(data, old_run
 
 
 def test_e_solve_arc_task_with_a_sudoku_model_says_so(base_run, arc_task):
-    result = run([PY, "-m", "utils.solve", f"checkpoint={base_run / f'step_{FINAL}'}", f"puzzle_file={arc_task}",
+    result = run([PY, "-m", "tools.solve", f"checkpoint={base_run / f'step_{FINAL}'}", f"puzzle_file={arc_task}",
                   "device=cpu"])
     line = assert_user_error(result)
     assert "ARC" in line and "sudoku" in line.lower(), line

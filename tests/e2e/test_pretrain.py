@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import as_trm, as_urm, expect_user_error, read_metrics, run_in_repo
+from tests.helpers import as_trm, as_urm, expect_user_error, read_metrics, run_in_repo, run_in_this_process
 
 # A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
@@ -24,6 +24,11 @@ def run_pretrain(*overrides, home=None, timeout=600):
     if home is not None:
         env["HOME"] = str(home)  # no ~/.netrc: W&B must go offline by itself, without prompting
     return run_in_repo([sys.executable, "pretrain.py", *overrides], env=env, timeout=timeout)
+
+
+def refused(*overrides):
+    """A pretrain.py command line that bad input stops before training (in this process: no torch import)."""
+    return run_in_this_process(["pretrain.py", *overrides])
 
 
 @pytest.mark.slow
@@ -62,43 +67,43 @@ def test_learns_held_out_sudoku_and_writes_run_outputs(sudoku4, tmp_path):
 
 
 def test_missing_dataset_says_how_to_build(tmp_path):
-    result = run_pretrain(f"data_path={tmp_path}/nothing-here", "logger=none", "device=cpu")
+    result = refused(f"data_path={tmp_path}/nothing-here", "logger=none", "device=cpu")
     expect_user_error(result, f"{tmp_path}/nothing-here", "build")
 
 
 def test_unknown_key_is_named(sudoku4):
-    result = run_pretrain(f"data_path={sudoku4}", "+learning_rate=3", "logger=none")
+    result = refused(f"data_path={sudoku4}", "+learning_rate=3", "logger=none")
     expect_user_error(result, "learning_rate")
 
 
 def test_unknown_arch_key_is_named(sudoku4):
-    result = run_pretrain(f"data_path={sudoku4}", "+arch.hiden_size=3", "logger=none", "device=cpu")
+    result = refused(f"data_path={sudoku4}", "+arch.hiden_size=3", "logger=none", "device=cpu")
     expect_user_error(result, "arch", "hiden_size")
 
 
 def test_eval_interval_must_divide_epochs(sudoku4):
-    result = run_pretrain(f"data_path={sudoku4}", "epochs=10", "eval_interval=3", "logger=none")
+    result = refused(f"data_path={sudoku4}", "epochs=10", "eval_interval=3", "logger=none")
     expect_user_error(result, "eval_interval (3) must divide epochs (10)")
 
 
 def test_unknown_model_class_lists_the_offer(sudoku4):
-    result = run_pretrain(f"data_path={sudoku4}", "arch.name=hrm.hrm_act_v1@HRM", "logger=none", "device=cpu")
+    result = refused(f"data_path={sudoku4}", "arch.name=hrm.hrm_act_v1@HRM", "logger=none", "device=cpu")
     expect_user_error(result, "has no class 'HRM'", "HierarchicalReasoningModel_ACTV1")
 
 
 def test_checkpoint_from_another_dataset_is_refused(sudoku4, tmp_path):
     # A 6x6 checkpoint (vocab 8, seq 36) loaded for the 4x4 dataset (vocab 6, seq 16).
-    from utils.functions import load_model_class
+    from models.registry import model_class
     model_cfg = dict(batch_size=4, seq_len=36, num_puzzle_identifiers=1, vocab_size=8, H_cycles=2, L_cycles=2,
                      H_layers=1, L_layers=1, hidden_size=64, expansion=4, num_heads=4, pos_encodings="learned",
                      halt_max_steps=2, halt_exploration_prob=0.1, forward_dtype="float32")
-    head = load_model_class("losses@ACTLossHead")(
-        load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(model_cfg),
+    head = model_class("losses@ACTLossHead")(
+        model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(model_cfg),
         loss_type="stablemax_cross_entropy")
     ckpt = tmp_path / "step_1"
     torch.save(head.state_dict(), ckpt)
-    result = run_pretrain(f"data_path={sudoku4}", f"load_checkpoint={ckpt}", "logger=none",
-                          f"checkpoint_path={tmp_path / 'run'}", "epochs=1", "eval_interval=1", *SMALL_MODEL)
+    result = refused(f"data_path={sudoku4}", f"load_checkpoint={ckpt}", "logger=none",
+                     f"checkpoint_path={tmp_path / 'run'}", "epochs=1", "eval_interval=1", *SMALL_MODEL)
     expect_user_error(result, str(ckpt), "embed_tokens", "(8, 64)", "(6, 64)")
 
 
@@ -175,6 +180,6 @@ def test_arch_keys_the_trainer_also_sets(sudoku4, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(run_dir / "step_31.state", weights_only=True)
     assert state["config"]["arch"]["forward_dtype"] == "float32" and state["config"]["arch"]["seed"] == 11
-    refused = run_pretrain(f"data_path={sudoku4}", "logger=none", f"checkpoint_path={tmp_path / 'x'}", *SMALL_MODEL,
-                           "+arch.seq_len=20")
-    expect_user_error(refused, "arch.seq_len is set by the trainer")
+    derived = refused(f"data_path={sudoku4}", "logger=none", f"checkpoint_path={tmp_path / 'x'}", *SMALL_MODEL,
+                      "+arch.seq_len=20")
+    expect_user_error(derived, "arch.seq_len is set by the trainer")

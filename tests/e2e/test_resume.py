@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import REPO, as_trm, as_urm, load_run_outputs, run_in_repo
+from tests.helpers import REPO, as_trm, as_urm, load_run_outputs, run_in_repo, run_in_this_process
 
 # Tiny model, puzzle embedding on (so the sparse optimizer's table is part of the state), 4 blocks of 1 epoch,
 # a full checkpoint every 10 steps: 4 x 15 = 60 steps.
@@ -107,7 +107,7 @@ def test_corrupt_checkpoint_is_named_and_latest_falls_back(sudoku4, uninterrupte
     with open(newest, "r+b") as f:  # as if the disk filled up while writing (our writes are atomic)
         f.truncate(os.path.getsize(newest) // 2)
 
-    explicit = run_in_repo(pretrain_cmd(sudoku4, run_dir, f"resume={run_dir / f'step_{FINAL_STEP}'}"))
+    explicit = run_in_this_process(pretrain_cmd(sudoku4, run_dir, f"resume={run_dir / f'step_{FINAL_STEP}'}")[1:])
     assert explicit.returncode == 2
     assert explicit.stderr.strip().splitlines()[-1].startswith(f"error: checkpoint file {newest} is unreadable")
 
@@ -123,7 +123,7 @@ def test_resume_refuses_other_architecture(sudoku4, tmp_path):
     run_dir = tmp_path / "arch"
     result = run_in_repo(pretrain_cmd(sudoku4, run_dir, "epochs=1", "checkpoint_interval=5"))
     assert result.returncode == 0, result.stderr[-3000:]
-    other = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest", "arch.hidden_size=64"))
+    other = run_in_this_process(pretrain_cmd(sudoku4, run_dir, "resume=latest", "arch.hidden_size=64")[1:])
     assert other.returncode == 2
     message = other.stderr.strip().splitlines()[-1]
     # The differing field alone, with both values (not the whole arch).
@@ -156,14 +156,14 @@ def test_published_format_checkpoint_evaluates(sudoku4, tmp_path):
 
 def test_load_checkpoint_reinitialises_puzzle_table_for_new_puzzles(tmp_path):
     from training.checkpoint_files import load_weights
-    from utils.functions import load_model_class
+    from models.registry import model_class
 
     def head(num_puzzles):
         cfg = dict(batch_size=2, seq_len=4, num_puzzle_identifiers=num_puzzles, vocab_size=5, puzzle_emb_ndim=8,
                    H_cycles=1, L_cycles=1, H_layers=1, L_layers=1, hidden_size=8, expansion=2, num_heads=2,
                    pos_encodings="rope", halt_max_steps=2, halt_exploration_prob=0.1, forward_dtype="float32")
-        return load_model_class("losses@ACTLossHead")(
-            load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(cfg), loss_type="softmax_cross_entropy")
+        return model_class("losses@ACTLossHead")(
+            model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(cfg), loss_type="softmax_cross_entropy")
 
     source = head(3)
     table = torch.arange(24, dtype=torch.float32).view(3, 8)
@@ -172,3 +172,29 @@ def test_load_checkpoint_reinitialises_puzzle_table_for_new_puzzles(tmp_path):
     load_weights(target, state, "step_1", resize_puzzle_emb=True)
     assert torch.equal(target.model.inner.puzzle_emb.weights, table.mean(0).expand(5, 8))
     assert torch.equal(target.model.inner.lm_head.weight, source.model.inner.lm_head.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget, stop", [("max_steps=25", 25), ("max_time=00:00:00.001", 1)])
+def test_a_budget_stops_with_an_evaluation_and_a_checkpoint_and_resume_ends_as_uninterrupted(
+        sudoku4, uninterrupted, tmp_path, budget, stop):
+    """max_steps / max_time stop after the step that reaches them (max_time of 1 ms: after the first), evaluate,
+    write a full checkpoint and exit 0; resume=latest then ends exactly where the uninterrupted run ends (the
+    schedule was always that of `epochs`), with one more evaluation in metrics.jsonl: the one at the stop."""
+    run_dir = tmp_path / "budget"
+    stopped = run_in_repo(pretrain_cmd(sudoku4, run_dir, budget))
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert f"after step {stop} of {FINAL_STEP}: checkpoint {run_dir / f'step_{stop}'} written" in stopped.stdout
+    assert (run_dir / f"step_{stop}.state").is_file() and not (run_dir / f"step_{FINAL_STEP}").exists()
+    evaluations = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if "eval/all/exact_accuracy" in line]
+    assert [row["step"] for row in evaluations] == [s for s in (15, 30, 45, 60) if s < stop] + [stop]
+
+    if budget.startswith("max_steps"):  # resumed at its budget: nothing to do, nothing written
+        again = run_in_repo(pretrain_cmd(sudoku4, run_dir, budget, "resume=latest"))
+        assert again.returncode == 0 and "nothing to train" in again.stdout
+    resumed = run_in_repo(pretrain_cmd(sudoku4, run_dir, "resume=latest"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    model, state, metrics = final_state(run_dir)
+    at_stop = [row for row in metrics if row["step"] == stop and "eval/all/exact_accuracy" in row]
+    assert len(at_stop) == 1 or stop in (15, 30, 45, 60)
+    assert_same_run(uninterrupted("hrm"), (model, state, [row for row in metrics if row not in at_stop]))

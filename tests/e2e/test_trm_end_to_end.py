@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.codecs import sudoku_to_string
+from tasks.sudoku.codec import sudoku_to_string
 from tests.helpers import (
     expect_user_error,
     load_run_outputs,
     run_in_repo,
+    run_in_this_process,
     saved_output_files,
     write_tiny_dataset,
 )
@@ -31,6 +32,11 @@ FINAL_STEP = 40  # 320 puzzles / 32 per batch x 4 epochs
 
 def pretrain(*overrides):
     return run_in_repo([sys.executable, "pretrain.py", *overrides])
+
+
+def refused(*overrides):
+    """pretrain.py on bad input, which stops it before training: in this process (no torch import)."""
+    return run_in_this_process(["pretrain.py", *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +98,8 @@ def test_mlp_t_checkpoint_of_another_sequence_length_is_refused(tmp_path):
     first = pretrain(f"data_path={tmp_path / 'short'}", f"checkpoint_path={tmp_path / 'a'}", *TRM_README[:1], *SMALL,
                      *mlp)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = pretrain(f"data_path={tmp_path / 'long'}", f"checkpoint_path={tmp_path / 'b'}", *TRM_README[:1], *SMALL,
-                      *mlp, f"load_checkpoint={tmp_path / 'a' / 'step_1'}")
+    second = refused(f"data_path={tmp_path / 'long'}", f"checkpoint_path={tmp_path / 'b'}", *TRM_README[:1], *SMALL,
+                     *mlp, f"load_checkpoint={tmp_path / 'a' / 'step_1'}")
     expect_user_error(second, "mlp_t.gate_up_proj.weight of shape (512, 18) but this run builds (512, 22): mlp_t "
                               "mixes the seq_len + puzzle_emb_len positions")
     assert not os.path.exists(tmp_path / "b")
@@ -107,7 +113,7 @@ def test_mlp_t_checkpoint_of_another_sequence_length_is_refused(tmp_path):
 ])
 def test_bad_input_is_one_line_and_writes_nothing(sudoku4, tmp_path, overrides, fragment):
     run_dir = tmp_path / "run"
-    result = pretrain(f"data_paths=[{sudoku4}]", f"checkpoint_path={run_dir}", *TRM_README, *SMALL, *overrides)
+    result = refused(f"data_paths=[{sudoku4}]", f"checkpoint_path={run_dir}", *TRM_README, *SMALL, *overrides)
     expect_user_error(result, fragment)
     assert not os.path.exists(run_dir)
 
@@ -115,10 +121,10 @@ def test_bad_input_is_one_line_and_writes_nothing(sudoku4, tmp_path, overrides, 
 def test_data_paths_that_disagree_are_named(sudoku4, tmp_path):
     other = tmp_path / "other"
     write_tiny_dataset(str(other), vocab_size=9, seq_len=16)
-    result = pretrain(f"data_paths=[{sudoku4},{other}]", f"checkpoint_path={tmp_path / 'run'}", *TRM_README, *SMALL)
+    result = refused(f"data_paths=[{sudoku4},{other}]", f"checkpoint_path={tmp_path / 'run'}", *TRM_README, *SMALL)
     expect_user_error(result, f"data_paths: {other} does not agree with {sudoku4}: vocab_size 9 (first: 6)")
     assert not os.path.exists(tmp_path / "run")
-    both = pretrain(f"data_paths=[{sudoku4}]", f"data_path={sudoku4}", *TRM_README, *SMALL)
+    both = refused(f"data_paths=[{sudoku4}]", f"data_path={sudoku4}", *TRM_README, *SMALL)
     expect_user_error(both, "are both set; give one dataset as data_path=... or several as data_paths=[...]")
 
 

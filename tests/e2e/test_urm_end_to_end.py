@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.codecs import sudoku_to_string
-from tests.helpers import REPO, expect_user_error, load_run_outputs, run_in_repo, saved_output_files
+from tasks.sudoku.codec import sudoku_to_string
+from tests.helpers import (REPO, expect_user_error, load_run_outputs, run_in_repo, run_in_this_process,
+                           saved_output_files)
 
 # scripts/URM_arcagi2.sh of URM's repository (arch=urm arch.loops=16 arch.H_cycles=2 arch.L_cycles=6
 # arch.num_layers=4 ... use_muon=True +run_name=... +checkpoint_path=... +ema=True), with a CPU test's sizes and
@@ -29,6 +30,11 @@ FINAL_STEP = 40  # 320 puzzles / 32 per batch x 4 epochs
 
 def command(*args):
     return run_in_repo([sys.executable, *map(str, args)])
+
+
+def refused(*args):
+    """A command that bad input stops before it trains or evaluates: in this process (no torch import)."""
+    return run_in_this_process(list(map(str, args)))
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +132,10 @@ def test_a_checkpoint_of_urms_trainer_loads(run, sudoku4, tmp_path):
                      f"load_checkpoint={urm_file}", *URM_SCRIPT[:-2], *SMALL, "epochs=2", "eval_interval=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"optimizer states loaded from {urm_file}" in result.stdout
-    refused = command("pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'adamw'}",
-                      f"load_checkpoint={urm_file}", *[a for a in URM_SCRIPT[:-2] if a != "use_muon=True"], *SMALL,
-                      "epochs=2", "eval_interval=2")
-    expect_user_error(refused, "holds 3 optimizer states and this run has 2 optimizers", "load_optimizer_state=false")
+    adamw = refused("pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'adamw'}",
+                    f"load_checkpoint={urm_file}", *[a for a in URM_SCRIPT[:-2] if a != "use_muon=True"], *SMALL,
+                    "epochs=2", "eval_interval=2")
+    expect_user_error(adamw, "holds 3 optimizer states and this run has 2 optimizers", "load_optimizer_state=false")
     loose = command("pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={tmp_path / 'loose'}", "arch=trm",
                     "arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=2", "arch.halt_max_steps=2",
                     "arch.puzzle_emb_len=1", f"load_checkpoint={urm_file}", "load_strict=false",
@@ -146,7 +152,7 @@ def test_a_checkpoint_of_urms_trainer_loads(run, sudoku4, tmp_path):
 ])
 def test_bad_urm_settings_are_one_line_errors(sudoku4, tmp_path, args, fragment):
     run_dir = tmp_path / "run"
-    expect_user_error(command("pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={run_dir}", *args, *SMALL),
+    expect_user_error(refused("pretrain.py", f"data_path={sudoku4}", f"checkpoint_path={run_dir}", *args, *SMALL),
                       fragment)
     assert not run_dir.exists()
 
@@ -164,5 +170,5 @@ def test_a_urm_checkpoint_in_a_trm_config_is_one_line(run, sudoku4, tmp_path):
     text = text.replace("  num_layers: 2\n", "")
     (trm / "all_config.yaml").write_text(text)
     os.link(run / f"step_{FINAL_STEP}", trm / f"step_{FINAL_STEP}")
-    expect_user_error(command("evaluate.py", f"checkpoint={trm / f'step_{FINAL_STEP}'}", "device=cpu"),
+    expect_user_error(refused("evaluate.py", f"checkpoint={trm / f'step_{FINAL_STEP}'}", "device=cpu"),
                       "does not match the model", "is arch.name the one it was trained with?")

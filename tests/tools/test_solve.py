@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
-from dataset.codecs import MAZE_CHARSET, parse_sudoku, sudoku_to_string
+from tasks.maze.codec import MAZE_CHARSET
+from tasks.sudoku.build_mini import build as build_mini_sudoku
+from tasks.sudoku.codec import parse_sudoku, sudoku_to_string
 from tests.helpers import REPO, saved_output_files
 from tools import solve
 
@@ -126,8 +127,9 @@ def test_test_time_compute_matches_evaluate(trained, tmp_path, capsys):
     (["puzzle=12x4............"], "cell 3 holds 'x'"),
     (["puzzle=5..............."], "cell 1 holds '5'"),
     (["puzzle_file=/nonexistent/sudoku.txt"], "puzzle file /nonexistent/sudoku.txt does not exist"),
-    (["puzzle=################", "task=maze"], "the maze needs exactly one start 'S'"),
-    (["puzzle=................", "task=arc"], "not an ARC model"),
+    # task= may not contradict the task the run's dataset names
+    (["puzzle=################", "task=maze"], "is a sudoku dataset (its dataset.json says so)"),
+    (["puzzle=................", "task=arc"], "task=arc, but"),
     (["puzzle=................", "colour=red"], "unknown config key 'colour'"),
 ])
 def test_bad_input_is_one_line_error(trained, capsys, args, fragment):
@@ -190,7 +192,7 @@ def test_maze_through_the_cli(tmp_path, capsys):
     from tests.helpers import write_tiny_dataset
 
     write_tiny_dataset(str(tmp_path / "maze"), vocab_size=6, seq_len=900, groups=1, puzzles_per_group=1,
-                       examples_per_puzzle=1)
+                       examples_per_puzzle=1, task="maze")
     checkpoint = untrained_checkpoint(tmp_path / "run", tmp_path / "maze")
     path = tmp_path / "maze.txt"
     path.write_text(maze_text())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.build_mini_sudoku_dataset import build as build_mini_sudoku
+from tasks.sudoku.build_mini import build as build_mini_sudoku
 from tests.helpers import REPO, write_tiny_dataset
 from tools import export_predictions
 from tools.serve_visualizer import make_server, serve_in_thread
@@ -75,9 +75,9 @@ def others(tmp_path_factory):
     """Tiny maze- and ARC-shaped datasets (random tokens) in other array layouts: int64, format 2.0, Fortran."""
     root = tmp_path_factory.mktemp("shapes")
     write_tiny_dataset(str(root / "maze"), vocab_size=6, seq_len=900, groups=2, puzzles_per_group=1,
-                       examples_per_puzzle=1, dtype=np.int64)
+                       examples_per_puzzle=1, dtype=np.int64, task="maze")
     write_tiny_dataset(str(root / "arc"), vocab_size=12, seq_len=900, groups=2, puzzles_per_group=2,
-                       examples_per_puzzle=2, ignore_label_id=0)
+                       examples_per_puzzle=2, ignore_label_id=0)  # no task named: ARC's shape tells it
     test = root / "arc" / "test"
     inputs = np.load(test / "all__inputs.npy")
     with open(test / "all__inputs.npy", "wb") as f:

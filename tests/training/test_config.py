@@ -36,7 +36,9 @@ def test_published_defaults():
     assert arch.loss.extra == {"loss_type": "stablemax_cross_entropy"}
     assert arch.extra == dict(halt_exploration_prob=0.1, halt_max_steps=16, H_cycles=2, L_cycles=2, H_layers=4,
                               L_layers=4, hidden_size=512, num_heads=8, expansion=4, puzzle_emb_ndim=512,
-                              pos_encodings="rope")
+                              pos_encodings="rope",
+                              # Ours, listed so that Hydra overrides them without '+': EqR's noise, off.
+                              init_noise=0.0, path_noise=0.0)
 
 
 def test_yaml_optional_values_equal_field_defaults():
@@ -103,3 +105,13 @@ def test_unknown_saved_output_is_rejected():
     raw["eval_save_outputs"] = ["preds", "logitz"]
     with pytest.raises(ConfigError, match="logitz"):
         validate_config(raw)
+
+
+def test_max_time_reads_seconds_and_clock_forms():
+    from training.config import parse_duration
+
+    assert parse_duration("90") == parse_duration("1:30") == 90.0
+    assert parse_duration("00:30:00") == 1800.0 and parse_duration("1:00:00:01") == 86401.0
+    for bad in ("half an hour", "1:2:3:4:5", "-5"):
+        with pytest.raises(ValueError, match="is not a duration; write seconds or HH:MM:SS"):
+            parse_duration(bad)

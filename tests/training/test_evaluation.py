@@ -3,11 +3,11 @@ rows of their dataset, outputs saved per rank without the padding."""
 import torch
 
 import training.evaluation as evaluation
-from dataset.build_maze_dataset import build, parse_args
 from evaluators import Evaluator
+from tasks.maze.build import build, parse_args
 from tests.helpers import write_tiny_dataset
 from tests.training.test_build import CPU, run_config
-from training.build import create_dataloader, create_model, training_metadata
+from training.build import create_dataloader, create_model, create_task_codec, training_metadata
 from training.evaluation import BoundEvaluator, evaluate, reduce_eval_metrics
 from training.inference import run_to_halt
 
@@ -71,6 +71,6 @@ def test_mazes_report_the_fraction_of_answers_that_are_a_shortest_path(tmp_path,
         return metrics, {**outputs, "preds": torch.where(rows % 2 == 0, batch["labels"], batch["inputs"])}
 
     monkeypatch.setattr(evaluation, "run_to_halt", answers)
-    metrics = evaluate(model, loader, CPU)
+    metrics = evaluate(model, loader, CPU, codec=create_task_codec(config, loader))
     # 6 test mazes in batches of 4: rows 0, 2 of the first batch and row 0 of the second (2 real rows) are labels.
     assert metrics["eval/all/valid_shortest_path"] == 3 / 6

@@ -5,7 +5,7 @@ import torch
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
 from training.distributed import DistInfo
 from training.evaluation import evaluate
-from utils.functions import load_model_class
+from models.registry import model_class
 
 HALT_MAX = 4
 
@@ -23,8 +23,8 @@ def make_head(q_bias, halt_max_steps=HALT_MAX):
                L_layers=1, hidden_size=16, expansion=2, num_heads=2, pos_encodings="learned",
                halt_max_steps=halt_max_steps,
                halt_exploration_prob=0.1, forward_dtype="float32")
-    head = load_model_class("losses@ACTLossHead")(
-        load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(cfg), loss_type="stablemax_cross_entropy")
+    head = model_class("losses@ACTLossHead")(
+        model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")(cfg), loss_type="stablemax_cross_entropy")
     with torch.no_grad():
         head.model.inner.q_head.bias.copy_(torch.tensor(q_bias))  # weight is 0: the bias alone decides
     return head

@@ -1,5 +1,8 @@
 """training/state.py: each component of a run's state saves and restores itself; the optimizers' in the one format
 checkpoints hold whichever AdamATan2 backend made it."""
+import math
+
+import pytest
 import torch
 
 from models.act import ACTCarry
@@ -98,6 +101,17 @@ def test_schedule_saves_its_position_and_gives_the_warmup_then_cosine_rates():
     copy = Schedule(total_steps=10, warmup_steps=4, min_ratio=0.5)
     copy.load_state_dict(schedule.state_dict())
     assert (copy.step, copy.block) == (10, 3)
+
+
+def test_a_schedule_with_lag_1_gives_update_n_the_rate_of_n_minus_1():
+    """URM's trainer's reading: the first update gets 0 in warm-up, the end of the warm-up comes one update later."""
+    schedule = Schedule(total_steps=10, warmup_steps=4, min_ratio=0.5, lag=1)
+    rates = []
+    for step in range(1, 11):
+        schedule.step = step
+        rates.append(schedule.lr(1.0))
+    assert rates[:6] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 0.5 + 0.25 * (1 + math.cos(math.pi / 6))], rel=1e-12)
+    assert rates[-1] > 0.5  # the last update is one short of base · min_ratio
 
 
 def test_carry_round_trips_and_an_empty_carry_stays_empty():

@@ -5,19 +5,25 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pydantic
 import pytest
 import torch
 
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
-from tests.helpers import expect_user_error, run_in_repo, saved_output_files
+from evaluators.voting import select_candidates
+from models.losses import StepOutput
+from models.registry import model_class
+from tasks import dataset_codec
+from tasks.arc.codec import ArcCodec
+from tasks.sudoku.codec import SudokuCodec
+from tests.helpers import expect_user_error, run_in_repo, run_in_this_process, saved_output_files
 from training.config import (
     TestTimeConfig as TimeConfig,  # an alias pytest does not try to collect
 )
 from training.distributed import single_process
 from training.evaluation import evaluate
-from training.test_time import build_test_time, select_candidates
+from training.test_time import build_test_time
 from utils.errors import ConfigError
-from utils.functions import load_model_class
 
 CPU = single_process(torch.device("cpu"))
 
@@ -54,6 +60,38 @@ def test_q_halt_rule_and_the_validity_filter():
     assert select_candidates(candidates, confidence, none_valid, "vote")[0].tolist() == [1]  # all kept then
 
 
+def test_q_converged_and_their_combinations_by_hand():
+    # Four variants of one puzzle: answers [1,1], [3,3], [3,3], [5,5]; confidences and last-step changes set by hand.
+    candidates = np.stack([rows(1, 3, 3, 5)])
+    confidence = np.array([[0.2, 0.9, 0.3, 0.9]])
+    change = np.array([[0.30, 0.05, 0.01, 0.02]])
+    pick = lambda rule, valid=None: select_candidates(candidates, confidence, valid, rule, change)[0].item()  # noqa
+    assert pick("q") == pick("q_halt") == 1  # the highest q_halt; of equals (1 and 3), the first
+    assert pick("converged") == 2  # the smallest change: nearest a fixed point
+    assert pick(["q", "converged"]) == 3  # q ties 1 and 3; converged breaks the tie
+    assert pick(["vote", "converged"]) == 2  # [3,3] has two votes; of its two variants the more converged
+    assert pick("vote") == 1  # vote alone: the first variant of the winning answer
+    valid = np.array([[True, False, False, True]])
+    # Only [1,1] and [5,5] are valid: one vote each, [5,5] more confident (0.9 against 0.2) and more converged.
+    assert pick(["q"], valid) == pick(["converged"], valid) == pick(["vote"], valid) == 3
+    assert pick(["converged"], np.array([[True, False, False, False]])) == 0
+    with pytest.raises(ValueError, match="converged criterion needs"):
+        select_candidates(candidates, confidence, None, "converged")
+
+
+@pytest.mark.parametrize("select, message", [
+    (["q", "valid"], "valid drops the answers that fail the check, so it comes first"),
+    (["q", "q"], "each once"),
+    ([], "name one or more of vote, q, converged, valid"),
+    (["best"], "Input should be 'vote', 'q', 'converged' or 'valid'"),
+])
+def test_bad_selectors(select, message):
+    with pytest.raises(pydantic.ValidationError, match=message):
+        TimeConfig(select=select)
+    assert TimeConfig(select="q_halt").select == ["q"]  # its earlier name
+    assert TimeConfig(select="valid").ranking == ["vote"] and TimeConfig(select="valid").filters
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # A model that knows some answers: voting over augmentations, by hand.
 
@@ -79,7 +117,7 @@ class LookupHead(torch.nn.Module):
         preds = torch.as_tensor(np.array(answers))
         labelled = (batch["labels"] != -100).any(-1)
         metrics = {"count": labelled.sum(), "steps": labelled.sum()}
-        return carry, None, metrics, {"preds": preds, "q_halt_logits": torch.tensor(q)}, True
+        return StepOutput(carry, None, metrics, {"preds": preds, "q_halt_logits": torch.tensor(q)}, True)
 
 
 def sudoku4_rows():
@@ -94,7 +132,7 @@ def test_votes_over_augmentations_are_counted_in_the_puzzles_frame():
     puzzle, solution = sudoku4_rows()
     metadata = SimpleNamespace(vocab_size=6, seq_len=16)
     tt = build_test_time(TimeConfig(augmentations=4, augmentation_kinds=["digits", "bands", "stacks"]),
-                         metadata, seed=0, where="sudoku4")
+                         metadata, SudokuCodec(4), seed=0, where="sudoku4")
     members = tt.members
     assert np.array_equal(members[0].positions, np.arange(16))  # the identity first
     wrong = solution.copy()
@@ -132,8 +170,8 @@ def tiny_trm(seed=0):
     cfg = dict(batch_size=8, seq_len=16, num_puzzle_identifiers=1, vocab_size=6, H_cycles=2, L_cycles=2, H_layers=0,
                L_layers=1, hidden_size=16, expansion=2, num_heads=2, pos_encodings="learned", puzzle_emb_len=0,
                halt_max_steps=3, halt_exploration_prob=0.1, forward_dtype="float32")
-    head = load_model_class("losses@ACTLossHead")(
-        load_model_class("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")(cfg),
+    head = model_class("losses@ACTLossHead")(
+        model_class("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")(cfg),
         loss_type="softmax_cross_entropy").eval()
     with torch.no_grad():  # a Q head that reads the state (it starts at zero weights: q_halt = -5 everywhere)
         head.model.inner.q_head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(seed))
@@ -147,8 +185,8 @@ def loader(path, batch):
 
 def run(head, data, tmp_path, name, config=None, batch=8, halt_on_q=False):
     eval_loader = loader(data, batch)
-    tt = build_test_time(config or TimeConfig(), eval_loader.metadata, 3, "sudoku4") if config is not False \
-        else None
+    tt = build_test_time(config or TimeConfig(), eval_loader.metadata, dataset_codec([eval_loader.metadata]), 3,
+                         "sudoku4") if config is not False else None
     prefix = str(tmp_path / name)
     metrics = evaluate(head, eval_loader, CPU, ["preds", "q_halt_logits"], prefix, halt_on_q=halt_on_q,
                        test_time=tt)
@@ -181,23 +219,70 @@ def test_trajectories_segments_and_batch_size(sudoku4, tmp_path):
     assert not torch.equal(plain_saved["q_halt_logits"], large_saved["q_halt_logits"])  # noise and segments act
 
 
+@pytest.mark.parametrize("select", ["q", "converged", ["valid", "q"], ["valid", "converged", "vote"]])
+def test_with_one_variant_every_selector_equals_plain_evaluation(sudoku4, tmp_path, select):
+    head = tiny_trm()
+    plain, plain_saved = run(head, sudoku4, tmp_path, "plain", config=False)
+    single, single_saved = run(head, sudoku4, tmp_path, "single", TimeConfig(select=select))
+    assert single["eval/all/exact_accuracy"] == plain["eval/all/exact_accuracy"]
+    assert torch.equal(single_saved["preds"], plain_saved["preds"])
+    assert torch.equal(single_saved["q_halt_logits"], plain_saved["q_halt_logits"])
+
+
+def test_segments_past_the_trained_limit_and_halting_on_q(sudoku4, tmp_path):
+    """halt_max_steps is 3: segments=7 runs 7 with halting=never. A Q head that says halt everywhere (q_halt > 0)
+    stops every row after its first segment with halting=q, however many segments are allowed."""
+    head = tiny_trm()
+    deep, _ = run(head, sudoku4, tmp_path, "deep", TimeConfig(segments=7))
+    assert deep["eval/all/steps"] == 7.0
+    with torch.no_grad():
+        head.model.inner.q_head.weight.zero_()
+        head.model.inner.q_head.bias.fill_(4.0)
+    stopped, _ = run(head, sudoku4, tmp_path, "stopped", TimeConfig(segments=7, halting="q"))
+    assert stopped["eval/all/steps"] == 1.0
+
+
+def test_cycles_scale_runs_k_times_the_cycles_of_every_segment(sudoku4, tmp_path):
+    head = tiny_trm()  # H_cycles 2, L_cycles 2: each segment calls the network 2 x (2 + 1) = 6 times
+    calls = []
+    head.model.inner.L_level.register_forward_hook(lambda *_: calls.append(1))
+    run(head, sudoku4, tmp_path, "once", TimeConfig(segments=1), batch=24)
+    once = len(calls)
+    run(head, sudoku4, tmp_path, "thrice", TimeConfig(segments=1, cycles_scale=3), batch=24)
+    assert once == 6 and len(calls) - once == 18  # one batch of the 24 test puzzles
+    assert head.model.inner.config.H_cycles == 2  # the trained depth again after the evaluation
+
+
+def test_a_core_without_cycles_refuses_cycles_scale():
+    head = tiny_trm()
+    head.model.inner.cycles_key = None
+    with head.deeper(1):
+        pass
+    with pytest.raises(ConfigError, match="test_time.cycles_scale: TinyRecursiveReasoningModel_ACTV1 has no cycles"):
+        with head.deeper(2):
+            pass
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(augmentation_kinds=["colours"]), "test_time.augmentation_kinds: sudoku has no 'colours' augmentation"),
     (dict(augmentations=2, augmentation_kinds=["transpose"]), "sudoku has no 'transpose' augmentation"),
 ])
 def test_augmentations_the_task_does_not_have(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        build_test_time(TimeConfig(**overrides), SimpleNamespace(vocab_size=8, seq_len=36), 0, "sudoku6")
+        build_test_time(TimeConfig(**overrides), SimpleNamespace(vocab_size=8, seq_len=36), SudokuCodec(6), 0,
+                        "sudoku6")
 
 
 def test_unknown_task_and_arc():
     with pytest.raises(ConfigError, match="test_time.augmentations: cannot tell the task of d"):
-        build_test_time(TimeConfig(augmentations=2), SimpleNamespace(vocab_size=7, seq_len=50), 0, "d")
+        build_test_time(TimeConfig(augmentations=2), SimpleNamespace(vocab_size=7, seq_len=50), None, 0, "d")
+    arc = SimpleNamespace(vocab_size=12, seq_len=900)
     with pytest.raises(ConfigError, match="test_time.augmentations: arc has no augmentations to draw .*already "
                                           "holds every test input"):
-        build_test_time(TimeConfig(augmentations=2), SimpleNamespace(vocab_size=12, seq_len=900), 0, "arc")
-    assert build_test_time(TimeConfig(trajectories=2, noise_std=0.1),
-                           SimpleNamespace(vocab_size=12, seq_len=900), 0, "arc").codec.name == "arc"
+        build_test_time(TimeConfig(augmentations=2), arc, ArcCodec(), 0, "arc")
+    with pytest.raises(ConfigError, match="test_time.filter_invalid: arc has no answer check to select valid "):
+        build_test_time(TimeConfig(filter_invalid=True), arc, ArcCodec(), 0, "arc")
+    assert build_test_time(TimeConfig(trajectories=2, noise_std=0.1), arc, ArcCodec(), 0, "arc").codec.name == "arc"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,9 +318,13 @@ def evaluate_cli(checkpoint, *args, nproc=0):
      "test_time.augmentation_kinds: sudoku has no 'colours' augmentation; it has: digits, bands, rows, stacks, "
      "columns, transpose"),
     (["test_time.augmentations=2", "save_outputs=[logits]"], "eval_save_outputs: logits cannot be saved"),
+    (["test_time.cycles_scale=0"], "test_time.cycles_scale: Input should be greater than or equal to 1"),
+    (["test_time.segments=0"], "test_time.segments: Input should be greater than 0"),
+    (["test_time.select=[q,valid]"], "valid drops the answers that fail the check, so it comes first"),
+    (["test_time.halting=sometimes"], "test_time.halting: Input should be 'never' or 'q'"),
 ])
 def test_bad_test_time_settings_are_one_line_errors(checkpoint, args, fragment):
-    expect_user_error(evaluate_cli(checkpoint, *args), fragment)
+    expect_user_error(run_in_this_process(["evaluate.py", f"checkpoint={checkpoint}", "device=cpu", *args]), fragment)
 
 
 @pytest.mark.slow

@@ -130,11 +130,11 @@ def local_sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sudoku_data(local_sources, tmp_path_factory):
     """A Sudoku dataset built from the local CSV files (4 training puzzles with 3 augmentations each, 2 test)."""
-    from dataset.build_sudoku_dataset import main
-    from dataset.builder_common import run_cli
+    from tasks.sudoku.build import main
+    from utils.cli import run_command
 
     out = tmp_path_factory.mktemp("data") / "sudoku"
-    assert run_cli(main, ["--input-dir", str(local_sources / SUDOKU_REPO), "--output-dir", str(out),
+    assert run_command(main, ["--input-dir", str(local_sources / SUDOKU_REPO), "--output-dir", str(out),
                           "--num-aug", "3"]) == 0
     return out
 

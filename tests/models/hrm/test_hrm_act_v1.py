@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from tests.helpers import assert_compiled_prefix_loads, random_act_batch
-from utils.functions import load_model_class
+from models.registry import model_class
 
-ModelCls = load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")
-LossHeadCls = load_model_class("losses@ACTLossHead")
+ModelCls = model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1")
+LossHeadCls = model_class("losses@ACTLossHead")
 
 TINY = dict(batch_size=3, seq_len=6, num_puzzle_identifiers=5, vocab_size=7, puzzle_emb_ndim=20, H_cycles=2,
             L_cycles=2, H_layers=1, L_layers=1, hidden_size=16, expansion=2, num_heads=2, pos_encodings="rope",

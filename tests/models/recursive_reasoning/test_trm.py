@@ -5,10 +5,10 @@ import torch
 
 from models.layers import SwiGLU
 from tests.helpers import assert_compiled_prefix_loads, random_act_batch
-from utils.functions import load_model_class
+from models.registry import model_class
 
-ModelCls = load_model_class("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")
-LossHeadCls = load_model_class("losses@ACTLossHead")
+ModelCls = model_class("recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")
+LossHeadCls = model_class("losses@ACTLossHead")
 
 # seq 6 + a 3-position prefix = 9 positions; H_cycles 2 x (L_cycles 2 latent updates + 1 answer update).
 TINY = dict(batch_size=3, seq_len=6, num_puzzle_identifiers=5, vocab_size=7, puzzle_emb_ndim=16, puzzle_emb_len=3,
@@ -74,9 +74,9 @@ def test_state_dict_names_and_compiled_prefix(tmp_path):
 def test_trainer_names_resolve():
     from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1
 
-    assert load_model_class("recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1") is \
+    assert model_class("recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1") is \
         HierarchicalReasoningModel_ACTV1
-    assert load_model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1") is HierarchicalReasoningModel_ACTV1
+    assert model_class("hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1") is HierarchicalReasoningModel_ACTV1
     assert ModelCls.__name__ == "TinyRecursiveReasoningModel_ACTV1"
 
 

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 
 from models.layers import ConvSwiGLU
 from tests.helpers import REPO, random_act_batch
-from utils.functions import load_model_class
+from models.registry import model_class
 
-URM = load_model_class("urm.urm@URM")
-LossHead = load_model_class("losses@ACTLossHead")
+URM = model_class("urm.urm@URM")
+LossHead = model_class("losses@ACTLossHead")
 REFERENCE = torch.load(os.path.join(REPO, "tests", "fixtures", "urm_reference.pt"), weights_only=False)
 
 TINY = dict(batch_size=3, seq_len=6, vocab_size=7, num_puzzle_identifiers=5, puzzle_emb_ndim=16, num_layers=2,

@@ -1,4 +1,4 @@
-"""Tests of dataset/build_maze_dataset.py and its generator (dataset/maze_core.py)."""
+"""Tests of tasks/maze/build.py (dataset/build_maze_dataset.py) and its generator (generator.py)."""
 import json
 import subprocess
 import sys
@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset import build_maze_dataset as bmd
-from dataset import maze_core
-from dataset.builder_common import check_split_arrays, load_split, run_cli
+from dataset.builder_common import check_split_arrays, load_split
 from dataset.common import dihedral_transform, inverse_dihedral_transform
+from tasks.maze import build as bmd
+from tasks.maze import generator as maze_core
 from tests.helpers import REPO
+from utils.cli import run_command
 
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
 
 
 def build(argv):
-    return run_cli(bmd.main, [str(a) for a in argv])
+    return run_command(bmd.main, [str(a) for a in argv])
 
 
 def write_csv(path: Path, rows):
@@ -94,8 +95,10 @@ def test_csv_arrays_match_original_layout_exactly(tmp_path):
     np.testing.assert_array_equal(np.load(out / "train" / "all__puzzle_indices.npy"), [0, 1, 2])
     np.testing.assert_array_equal(np.load(out / "train" / "all__puzzle_identifiers.npy"), [0, 0])
     meta = json.loads((out / "train" / "dataset.json").read_text())
+    # The original builder's keys, and the task (which the original loaders ignore).
     assert meta == {"pad_id": 0, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": 6, "seq_len": 9,
-                    "num_puzzle_identifiers": 1, "total_groups": 2, "mean_puzzle_examples": 1.0, "sets": ["all"]}
+                    "num_puzzle_identifiers": 1, "total_groups": 2, "mean_puzzle_examples": 1.0, "sets": ["all"],
+                    "task": "maze"}
     assert json.loads((out / "identifiers.json").read_text()) == ["<blank>"]
 
 
@@ -230,7 +233,7 @@ def test_loader_reads_the_output(tmp_path):
 
 
 def test_generator_makes_smaller_mazes_for_cpu_runs(tmp_path):
-    from dataset.codecs import MazeCodec
+    from tasks.maze.codec import MazeCodec
 
     out = tmp_path / "maze10"
     assert build(["--generate", "30", "--test-size", "10", "--size", "10", "--min-path-len", "10",

@@ -1,4 +1,4 @@
-"""dataset/task_split.py: a dataset's tasks, one task cut out, demonstrations held out; checked on arrays written by
+"""training/task_split.py: a dataset's tasks, one task cut out, demonstrations held out; checked on arrays written by
 hand (every example's input is its own index, so which rows went where can be read off)."""
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 from dataset.builder_common import write_identifiers, write_split
 from dataset.common import PuzzleDatasetMetadata
-from dataset.task_split import TaskSplitError, dataset_tasks, read_split, write_cut
+from training.task_split import TaskSplitError, dataset_tasks, read_split, write_cut
 
 
 def write_dataset(path, train_ids=(1, 2, 3), test_ids=(1, 2, 3)):

@@ -6,15 +6,16 @@ import sys
 import numpy as np
 import pytest
 
-from dataset import build_arc_dataset as bad
-from dataset import codecs
-from dataset.builder_common import check_split_arrays, load_split, run_cli
+from dataset.builder_common import check_split_arrays, load_split
 from dataset.common import dihedral_transform
+from tasks.arc import build as bad
+from tasks.arc import codec as codecs
 from tests.helpers import REPO
+from utils.cli import run_command
 
 
 def build(argv):
-    return run_cli(bad.main, [str(a) for a in argv])
+    return run_command(bad.main, [str(a) for a in argv])
 
 
 def random_grid(rng, h, w, colours=10):
@@ -358,7 +359,7 @@ def test_loader_reads_the_output(tmp_path, arc_folder):
 
 def test_original_builder_names_parse_like_ours():
     """The original HRM builder names augmentations <task>|||t<id>|||<perm>; they map back the same way."""
-    from dataset.codecs import augmentation_name, parse_augmentation_name
+    from tasks.arc.codec import augmentation_name, parse_augmentation_name
 
     colours = np.array([0, 3, 1, 2, 4, 5, 6, 7, 9, 8], dtype=np.uint8)
     ours = parse_augmentation_name(augmentation_name("007bbfb7", 5, colours))

@@ -1,4 +1,4 @@
-"""Tests of dataset/build_sudoku_dataset.py and its solver/generator (dataset/sudoku_core.py)."""
+"""Tests of tasks/sudoku/build.py (dataset/build_sudoku_dataset.py) and its solver/generator (generator.py)."""
 import json
 import subprocess
 import sys
@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset import build_sudoku_dataset as bsd
-from dataset import codecs, sudoku_core
-from dataset.builder_common import check_split_arrays, load_split, run_cli
+from dataset.builder_common import check_split_arrays, load_split
 from dataset.common import PuzzleDatasetMetadata
+from tasks.sudoku import build as bsd
+from tasks.sudoku import generator as sudoku_core
+from tasks.sudoku.codec import apply_sudoku_transforms, draw_sudoku_transforms
 from tests.helpers import REPO
+from utils.cli import run_command
 
 # Two published-format rows (a valid puzzle and its solution each).
 Q1 = ".9.5..7..12.9.6.....7..8..22.6..1....1..82..3.3............984.....34.....9...1.."
@@ -26,7 +28,7 @@ def write_csv(path: Path, rows, header="source,question,answer,rating"):
 
 
 def build(argv):
-    return run_cli(bsd.main, [str(a) for a in argv])
+    return run_command(bsd.main, [str(a) for a in argv])
 
 
 def tokens(s: str) -> list:
@@ -97,8 +99,10 @@ def test_csv_arrays_match_original_layout_exactly(tmp_path):
     np.testing.assert_array_equal(np.load(out / "test" / "all__inputs.npy"), [tokens(Q2)])
 
     meta = json.loads((out / "train" / "dataset.json").read_text())
+    # The original builder's keys, and the task with its box (which the original loaders ignore).
     assert meta == {"pad_id": 0, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": 11, "seq_len": 81,
-                    "num_puzzle_identifiers": 1, "total_groups": 2, "mean_puzzle_examples": 1.0, "sets": ["all"]}
+                    "num_puzzle_identifiers": 1, "total_groups": 2, "mean_puzzle_examples": 1.0, "sets": ["all"],
+                    "task": "sudoku", "task_options": {"box": [3, 3]}}
     assert json.loads((out / "identifiers.json").read_text()) == ["<blank>"]
     assert sorted(p.name for p in out.iterdir()) == ["identifiers.json", "test", "train"]
 
@@ -214,7 +218,7 @@ def test_augmentation_preserves_validity_and_uniqueness():
     rng = np.random.default_rng(0)
     q = np.array([0 if c == "." else int(c) for c in Q1], dtype=np.uint8)
     a = np.array([int(c) for c in A1], dtype=np.uint8)
-    source, digit_map = codecs.draw_sudoku_transforms(rng, 200)
+    source, digit_map = draw_sudoku_transforms(rng, 200)
     # transforms only permute bands/rows-in-band and stacks/columns-in-stack (possibly after a transpose)
     def band_respecting(perm):
         return sorted(perm.tolist()) == list(range(9)) and all(len(set(perm[3 * b:3 * b + 3] // 3)) == 1
@@ -233,8 +237,8 @@ def test_augmentation_preserves_validity_and_uniqueness():
     assert 60 < transposed < 140
     assert np.all(digit_map[:, 0] == 0)
     assert np.all(np.sort(digit_map[:, 1:], axis=1) == np.arange(1, 10))
-    aq = codecs.apply_sudoku_transforms(q, source, digit_map)
-    aa = codecs.apply_sudoku_transforms(a, source, digit_map)
+    aq = apply_sudoku_transforms(q, source, digit_map)
+    aa = apply_sudoku_transforms(a, source, digit_map)
     assert np.mean([np.array_equal(x, q) for x in aq]) < 0.05
     for x, y in zip(aq, aa):
         assert sudoku_core.is_valid_solution(y)

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from dataset import build_arc_dataset as bad
-from dataset import codecs
 from dataset.builder_common import load_split, write_identifiers
-from dataset.codecs import crop_predictions
-from evaluators.arc import ARC, merge_states, validate_submission
 from evaluators.voting import rank_candidates
+from tasks.arc import codec as codecs
+from tasks.arc.codec import crop_predictions
+from tasks.arc.evaluator import ARC, merge_states, validate_submission
 from utils.errors import ConfigError
 
 IDENTITY = np.arange(10, dtype=np.uint8)
@@ -340,13 +340,16 @@ def test_bad_options_and_missing_files(scenario, tmp_path):
 def test_created_from_the_config_like_the_trainer(scenario):
     from types import SimpleNamespace
 
+    from dataset.common import PuzzleDatasetMetadata
     from dataset.puzzle_dataset import DatasetSource
     from training.build import create_evaluators
     from training.config import EvaluatorConfig
     # A test loader over two folders: one evaluator per folder, fed that folder's own puzzle identifiers.
+    own = PuzzleDatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=12, seq_len=900,
+                                num_puzzle_identifiers=8, total_groups=1, mean_puzzle_examples=1, sets=["all"])
     loader = SimpleNamespace(metadata=None, sources=[
-        DatasetSource(path=scenario.path, sets={"all": "all"}, identifier_offset=0),
-        DatasetSource(path=scenario.path, sets={"all": "all1"}, identifier_offset=7)])
+        DatasetSource(path=scenario.path, metadata=own, sets={"all": "all"}, identifier_offset=0),
+        DatasetSource(path=scenario.path, metadata=own, sets={"all": "all1"}, identifier_offset=7)])
     config = SimpleNamespace(evaluators=[EvaluatorConfig(name="arc@ARC", pass_ks=[1, 2], submission_k=2)])
     first, second = create_evaluators(config, loader)
     assert isinstance(first.evaluator, ARC) and first.evaluator.pass_ks == [1, 2]

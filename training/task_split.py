@@ -2,8 +2,8 @@
 choose a number of training steps (tools/adapt.py's scope=per_task and select=demos).
 
 In the format a group is one task: an original puzzle and its augmentations, each with an identifier of its own,
-whose examples are the task's pairs in the same order in every augmentation (dataset/build_arc_dataset.py,
-build_rule_tasks_dataset.py). A task's test puzzles carry the identifiers of its demonstration puzzles. A dataset
+whose examples are the task's pairs in the same order in every augmentation (tasks/arc/build.py,
+tasks/rules/build.py). A task's test puzzles carry the identifiers of its demonstration puzzles. A dataset
 whose puzzles all have the blank identifier (Sudoku, mazes) does not say which task a test puzzle belongs to.
 
 Cut datasets number their identifiers from a given first one (those below are blank: tools/adapt.py puts new
@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from dataset.builder_common import ARRAY_FIELDS, BLANK_IDENTIFIER, write_identifiers, write_split
-from dataset.codecs import parse_augmentation_name
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import load_metadata
+from tasks.arc.codec import parse_augmentation_name
 from utils.errors import UserError
 
 Arrays = Dict[str, np.ndarray]

@@ -2,7 +2,7 @@
 
 Configured as `evaluators: [{name: arc@ARC}]` (options: `pass_ks`, default [1, 2, 5, 10, 100, 1000];
 `submission_k`, default 2). It reads `<data_path>/identifiers.json` and `<data_path>/test_puzzles.json`, written
-by dataset/build_arc_dataset.py.
+by tasks/arc/build.py.
 
 What happens to each test row (one augmented copy of one test input):
   1. Crop the predicted 30x30 canvas: the largest-area rectangle anchored at the top-left corner whose cells are
@@ -10,14 +10,14 @@ What happens to each test row (one augmented copy of one test input):
      canvases are drawn untranslated).  On equal areas the one with fewer rows wins.  No such rectangle
      (the top-left cell is not a colour) = an invalid prediction: it is counted and dropped from voting.
   2. Undo the augmentation named by the row's puzzle identifier (`<task>_t<dihedral id>_<colour map>`, parsed by
-     dataset/codecs.py's `parse_augmentation_name`): inverse dihedral transform and inverse colour permutation
+     tasks/arc/codec.py's `parse_augmentation_name`): inverse dihedral transform and inverse colour permutation
      (`invert_augmentation`).
   3. Find which test input of the task the row is: its input canvas, cropped (as in 1, or else by the
-     bounding-box `crop_canvas` of dataset/codecs.py, which also finds a translated grid) and inverted the same way, is matched
-     against the task's original test inputs in test_puzzles.json.  This does not rely on example order (rows
-     reach the evaluator split over ranks, and a puzzle's examples may straddle batches).  Identical test
-     inputs of one task all receive the row.  Rows whose task or input is not in test_puzzles.json are counted
-     as unmatched.
+     bounding-box `crop_canvas` of tasks/arc/codec.py, which also finds a translated grid) and inverted the same
+     way, is matched against the task's original test inputs in test_puzzles.json.  This does not rely on
+     example order (rows reach the evaluator split over ranks, and a puzzle's examples may straddle batches).
+     Identical test inputs of one task all receive the row.  Rows whose task or input is not in
+     test_puzzles.json are counted as unmatched.
 
 Voting, per (task, test input): a candidate is a distinct answer grid (in the original frame); its votes = the
 number of augmented copies that produced it; its confidence = the mean of sigmoid(q_halt_logits) over those
@@ -57,12 +57,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dataset.codecs import (ARC_COLOUR_OFFSET as COLOUR_OFFSET, ARC_MAX_GRID as MAX_GRID, ARC_SEQ_LEN,
-                            crop_canvas, crop_predictions, invert_augmentation, parse_augmentation_name)
 from dataset.common import PuzzleDatasetMetadata
 from dataset.puzzle_dataset import DatasetFormatError, DatasetNotFoundError
 from evaluators import Evaluator
 from evaluators.voting import confidence_units, rank_candidates
+from tasks.arc.codec import (ARC_COLOUR_OFFSET as COLOUR_OFFSET, ARC_MAX_GRID as MAX_GRID, ARC_SEQ_LEN, crop_canvas,
+                             crop_predictions, invert_augmentation, parse_augmentation_name)
 from utils.errors import ConfigError
 
 PREFIX = "ARC/"

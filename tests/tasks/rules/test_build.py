@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from dataset.build_rule_tasks_dataset import build, main
-from dataset.builder_common import load_split, run_cli
+from dataset.builder_common import load_split
 from dataset.puzzle_dataset import PuzzleDataset, PuzzleDatasetConfig
+from tasks.rules.build import build, main
+from utils.cli import run_command
 
 
 def test_tasks_recolour_by_their_own_rule_and_held_out_rules_are_new(tmp_path):
@@ -43,7 +44,7 @@ def test_loads_as_an_hrm_dataset_and_same_seed_same_files(tmp_path):
 
 
 def test_too_many_tasks_for_the_colours_is_refused(tmp_path, capsys):
-    assert run_cli(main, ["--output-dir", str(tmp_path / "x"), "--tasks", "5", "--held-out", "2", "--colours",
+    assert run_command(main, ["--output-dir", str(tmp_path / "x"), "--tasks", "5", "--held-out", "2", "--colours",
                           "3"]) == 2
     assert "need 7 distinct colour permutations, but 3 colours have only 6" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
