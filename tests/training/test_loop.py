@@ -118,7 +118,9 @@ def test_two_micro_batches_equal_one_batch(uneven, arch, muon):
     assert one.step == two.step > 4
     for key, value in one.model.state_dict().items():
         difference = (two.model.state_dict()[key] - value).abs().max()
-        assert difference <= 1e-5 * value.abs().max(), key  # of the largest entry of each tensor
+        # Of the largest entry of each tensor. Measured, worst tensor: TRM 5.3e-6 (no vector kernels), 7.4e-6 (AVX2),
+        # 1.2e-5 (AVX-512); URM 1.7e-6 at most; the same with one thread or two.
+        assert difference <= 5e-5 * value.abs().max(), key
     assert one_logged.keys() == two_logged.keys()
     for step, metrics in one_logged.items():
         assert two_logged[step] == pytest.approx(metrics, rel=1e-4), step
