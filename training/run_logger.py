@@ -6,17 +6,22 @@ run; one resumed from a checkpoint older than its last logged step is *rewound* 
 `resume_from`, so the abandoned part of the curve is not shown as the run), or, with a wandb too old for that,
 continues as a new run whose config names the old run and step (`rewound_from`). metrics.jsonl is the truth
 either way. With `plot=True` the run folder
-also gets curves.png (train/eval loss and accuracy, utils/plots.py), re-drawn after each evaluation and at the end.
+also gets curves.png (train/eval loss and accuracy, utils/plots.py), re-drawn after an evaluation (at most every
+PLOT_EVERY_S seconds) and at the end.
 """
 import inspect
 import json
 import netrc
 import os
 import sys
+import time
 from typing import Dict, Optional
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "curves.png"
+# Drawing costs about 0.6 s of CPU (matplotlib): a run that evaluates every few seconds (a short CPU run, a test)
+# spent a third of its time drawing; one that evaluates every few minutes re-draws at each evaluation.
+PLOT_EVERY_S = 30.0
 
 
 def wandb_logged_in() -> bool:
@@ -45,11 +50,15 @@ class RunLogger:
     """Rank 0 only: append metrics to `<run_dir>/metrics.jsonl` and, if enabled, to W&B."""
 
     def __init__(self, run_dir: str, project: str, run_name: str, config: dict, use_wandb: bool,
-                 resume_id: Optional[str] = None, rewind_step: Optional[int] = None, plot: bool = False):
+                 resume_id: Optional[str] = None, rewind_step: Optional[int] = None, plot: bool = False,
+                 plot_every_s: float = PLOT_EVERY_S):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, METRICS_FILE)
         self.plot_path: Optional[str] = os.path.join(run_dir, PLOT_FILE) if plot else None
         self._plot_title = run_name
+        self._plot_every_s = plot_every_s
+        self._last_plot = -float("inf")  # time.monotonic() of the last drawing
+        self._records = self._records_plotted = 0  # records in the history, and how many the picture shows
         self._history = None
         if plot:
             from utils.plots import MetricHistory, read_metrics
@@ -57,7 +66,9 @@ class RunLogger:
             # A resumed run appends to its metrics file: its curves start from what is already there.
             self._history = MetricHistory()
             if os.path.exists(self.path):
-                self._history.extend(read_metrics(self.path))
+                earlier = read_metrics(self.path)
+                self._history.extend(earlier)
+                self._records = len(earlier)
         self._file = open(self.path, "a", encoding="utf-8")
         self._wandb_run = None
         if use_wandb:
@@ -83,18 +94,24 @@ class RunLogger:
             self._wandb_run.log(metrics, step=step)
         if self._history is not None:
             self._history.add(record)
-            if any(k.startswith("eval/") for k in record):
+            self._records += 1
+            if any(k.startswith("eval/") for k in record) and (
+                    time.monotonic() - self._last_plot >= self._plot_every_s):
                 self.plot()
 
     def plot(self) -> Optional[str]:
-        """Re-draw curves.png from everything logged so far; a failure warns once and turns plotting off
-        (a picture is never worth a crashed run)."""
+        """Re-draw curves.png from everything logged so far (unless it shows that already); a failure warns
+        once and turns plotting off (a picture is never worth a crashed run)."""
         if self._history is None or not self._history:
             return None
+        if self._records == self._records_plotted:
+            return self.plot_path
         try:
             from utils.plots import plot_history
 
-            return plot_history(self._history, self.plot_path, title=self._plot_title)
+            path = plot_history(self._history, self.plot_path, title=self._plot_title)
+            self._last_plot, self._records_plotted = time.monotonic(), self._records
+            return path
         except Exception as err:  # noqa: BLE001 - e.g. matplotlib missing or a full disk
             print(f"warning: could not draw {self.plot_path} ({type(err).__name__}: {err}); plotting is off",
                   file=sys.stderr)
