@@ -15,12 +15,12 @@ import torch
 from tests.e2e.test_resume import assert_same_run
 from tests.helpers import REPO, load_run_outputs, run_in_repo
 
-# 4 blocks of 16 steps, EMA on, no periodic checkpoints: what resumes is the checkpoint the signal made.
-RUN = ["epochs=4", "eval_interval=1", "global_batch_size=32", "lr=3e-3", "lr_warmup_steps=5", "lr_min_ratio=0.1",
+# 3 blocks of 16 steps, EMA on, no periodic checkpoints: what resumes is the checkpoint the signal made.
+RUN = ["epochs=3", "eval_interval=1", "global_batch_size=32", "lr=3e-3", "lr_warmup_steps=5", "lr_min_ratio=0.1",
        "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1", "arch.puzzle_emb_ndim=32",
        "arch.pos_encodings=learned", "arch.halt_max_steps=3", "arch.halt_exploration_prob=0.5", "device=cpu",
        "logger=none", "seed=3", "ema=true", "log_interval=3"]
-FINAL_STEP = 4 * (512 // 32)
+FINAL_STEP = 3 * (512 // 32)
 MESSAGE = re.compile(r"^preempted by (SIGTERM|SIGUSR1) at step (\d+): checkpoint (\S+) written; continue with "
                      r"resume=latest checkpoint_path=\S+$")
 
@@ -110,7 +110,7 @@ def test_two_processes_stop_together_then_resume_bitwise_or_elastically(sudoku4,
     assert "was written by 2 processes, this run has 1" in one.stdout and "the ACT carries restart" in one.stdout
     model, state, metrics = load_run_outputs(elastic_dir, FINAL_STEP)
     assert state["world_size"] == 1 and state["optimizers"][-1]["state"][0]["step"].item() == FINAL_STEP
-    assert [r["step"] for r in metrics if "eval/all/accuracy" in r] == [16, 32, 48, 64]
+    assert [r["step"] for r in metrics if "eval/all/accuracy" in r] == [16, 32, 48]
 
 
 @pytest.mark.slow

@@ -8,10 +8,12 @@ import torch
 
 from tests.helpers import as_trm, as_urm, expect_user_error, read_metrics, run_in_repo, run_in_this_process
 
-# A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level).
+# A small HRM that learns 4x4 Sudoku in a few hundred CPU steps (hidden 64, one layer per level, one cycle of each
+# level per segment: half the compute of the published 2 x 2 cycles, and after the 624 steps below 0.36 held-out
+# exact accuracy against their 0.43).
 SMALL_MODEL = ["global_batch_size=64", "lr=3e-3", "lr_warmup_steps=20", "lr_min_ratio=0.1", "arch.hidden_size=64",
-               "arch.num_heads=4", "arch.H_layers=1", "arch.L_layers=1", "arch.puzzle_emb_ndim=0",
-               "arch.pos_encodings=learned", "arch.halt_max_steps=2", "device=cpu"]
+               "arch.num_heads=4", "arch.H_layers=1", "arch.L_layers=1", "arch.H_cycles=1", "arch.L_cycles=1",
+               "arch.puzzle_emb_ndim=0", "arch.pos_encodings=learned", "arch.halt_max_steps=2", "device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_learns_held_out_sudoku_and_writes_run_outputs(sudoku4, tmp_path):
     assert last_loss < 0.8 * first_loss
     # Held-out puzzles (no input shared with training): exact accuracy climbs from ~0 well above it.
     assert evals[0]["eval/all/exact_accuracy"] < 0.1
-    assert evals[-1]["eval/all/exact_accuracy"] > 0.3
+    assert evals[-1]["eval/all/exact_accuracy"] > 0.25
     assert evals[-1]["eval/all/accuracy"] > 0.85
     assert all(r["eval/wall_time_s"] > 0 for r in evals)  # each evaluation's time is logged
 

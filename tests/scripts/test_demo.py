@@ -31,11 +31,11 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     env["HOME"] = str(tmp_path)  # not logged in to W&B: the run must go offline by itself
-    # The same code path as `make demo` (config/demo.yaml), on a smaller dataset: 640 puzzles / batch 32 x 4 epochs
-    # = 80 steps, train metrics logged every 10, evaluations after epochs 2 and 4.
+    # The same code path as `make demo` (config/demo.yaml), on a smaller dataset: 320 puzzles / batch 32 x 4 epochs
+    # = 40 steps, train metrics logged every 10, evaluations after epochs 2 and 4.
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--seed", "1", "--run-dir", str(run_dir), "--data-dir", str(data_dir),
-         "--train-size", "640", "--test-size", "40", "epochs=4", "eval_interval=2"],
+         "--train-size", "320", "--test-size", "40", "epochs=4", "eval_interval=2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -52,7 +52,7 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
     records = read_metrics(run_dir / "metrics.jsonl")
     train = [r for r in records if "train/lm_loss" in r]
     evals = [r for r in records if "eval/all/exact_accuracy" in r]
-    assert [r["step"] for r in train] == list(range(10, 81, 10)) and [r["step"] for r in evals] == [40, 80]
+    assert [r["step"] for r in train] == list(range(10, 41, 10)) and [r["step"] for r in evals] == [20, 40]
     assert all(np.isfinite(r["train/lm_loss"]) and r["train/lm_loss"] > 0 for r in train)
     assert {"eval/all/accuracy", "eval/all/lm_loss"} <= set(evals[-1])
     assert accuracy == pytest.approx(evals[-1]["eval/all/exact_accuracy"], abs=1e-4)
@@ -61,12 +61,12 @@ def test_shortened_demo_trains_plots_and_reports(tmp_path):
     assert os.path.exists(run_dir / f"step_{evals[-1]['step']}")
     assert "held-out puzzle 1:" in result.stdout and "model answer" in result.stdout
     assert "wandb sync" in result.stdout and list((run_dir / "wandb").glob("offline-run-*"))
-    assert "eval at step 40 (" in result.stdout and "eval at step 80 (" in result.stdout  # one line per evaluation
+    assert "eval at step 20 (" in result.stdout and "eval at step 40 (" in result.stdout  # one line per evaluation
 
     # A second run reuses the dataset instead of generating it again.
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--run-dir", str(tmp_path / "run2"), "--data-dir", str(data_dir),
-         "--train-size", "640", "--test-size", "40", "epochs=1", "eval_interval=1", "logger=none"],
+         "--train-size", "320", "--test-size", "40", "epochs=1", "eval_interval=1", "logger=none"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "already built" in result.stdout
@@ -98,24 +98,58 @@ def test_plot_history_writes_a_png(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp.png")]
 
 
-def test_run_logger_redraws_the_plot_at_each_evaluation_and_at_the_end(tmp_path):
-    logger = RunLogger(str(tmp_path), project="p", run_name="r", config={}, use_wandb=False, plot=True)
-    png = tmp_path / PLOT_FILE
-    records = list(synthetic_records())
-    for record in records[:50]:
+def log_all(logger, records):
+    for record in records:
         logger.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+
+def age(path):
+    """Set the file's modification time one second back; returns it (a re-drawing moves it forward)."""
+    mtime = path.stat().st_mtime_ns - 10**9
+    os.utime(path, ns=(mtime, mtime))
+    return mtime
+
+
+def test_run_logger_redraws_the_plot_at_each_evaluation_and_at_the_end(tmp_path):
+    logger = RunLogger(str(tmp_path), project="p", run_name="r", config={}, use_wandb=False, plot=True,
+                       plot_every_s=0)
+    png = tmp_path / PLOT_FILE
+    records = list(synthetic_records())  # evaluations at steps 100, 200 and 300 (the last record)
+    log_all(logger, records[:50])
     assert not png.exists()  # training rows alone do not redraw
     for record in records[50:]:
-        logger.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        before = age(png) if png.exists() else None
+        log_all(logger, [record])
         if any(k.startswith("eval/") for k in record):
-            assert png.exists()
-    mtime = png.stat().st_mtime_ns
-    os.utime(png, ns=(mtime - 10**9, mtime - 10**9))
+            assert png.stat().st_mtime_ns > (before or 0)
+        elif before is not None:
+            assert png.stat().st_mtime_ns == before
+    # At the end: nothing new since the last evaluation, nothing drawn; after more training rows, drawn.
+    before = age(png)
     logger.finish()
-    assert png.stat().st_mtime_ns > mtime - 10**9
+    assert png.stat().st_mtime_ns == before
+    logger = RunLogger(str(tmp_path), project="p", run_name="r", config={}, use_wandb=False, plot=True)
+    log_all(logger, [{"step": 301, "train/lm_loss": 0.1}])
+    logger.finish()
+    assert png.stat().st_mtime_ns > before
     assert_real_png(png)
     with open(tmp_path / "metrics.jsonl") as f:
-        assert len(f.readlines()) == len(records)
+        assert len(f.readlines()) == len(records) + 1
+
+
+def test_run_logger_draws_at_most_every_plot_every_s(tmp_path):
+    """An evaluation within plot_every_s of the last drawing does not redraw; the end does."""
+    logger = RunLogger(str(tmp_path), project="p", run_name="r", config={}, use_wandb=False, plot=True,
+                       plot_every_s=3600)
+    png = tmp_path / PLOT_FILE
+    records = list(synthetic_records())
+    first_eval = next(i for i, r in enumerate(records) if "eval/all/accuracy" in r)
+    log_all(logger, records[:first_eval + 1])
+    before = age(png)  # drawn at the first evaluation
+    log_all(logger, records[first_eval + 1:])  # two more evaluations, within the hour
+    assert png.stat().st_mtime_ns == before
+    logger.finish()
+    assert png.stat().st_mtime_ns > before
 
 
 def test_run_logger_without_plot_draws_nothing(tmp_path):
