@@ -153,7 +153,7 @@ def create_logger(config: PretrainConfig, wandb_id: Optional[str] = None, rewind
                   ) -> RunLogger:
     """Rank 0's metric sink: metrics.jsonl in the run folder, plus W&B unless logger=none (continuing run
     `wandb_id`, rewound to `rewind_step` if given); curves.png (train/eval loss and accuracy) is re-drawn after an
-    evaluation (at most every 30 s) and at the end."""
+    evaluation (at most every run_logger.PLOT_EVERY_S seconds) and at the end."""
     return RunLogger(config.checkpoint_path, project=config.project_name, run_name=config.run_name,
                      config=config.model_dump(), use_wandb=config.logger == "wandb", resume_id=wandb_id,
                      rewind_step=rewind_step, plot=True)
